@@ -1,0 +1,59 @@
+"""The common FastAPI skeleton every service is built on."""
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from fleet_common.auth import JWKSCache, TokenVerifier
+from fleet_common.errors import install_error_handlers
+from fleet_common.health import HealthCheck, health_router
+from fleet_common.http import create_http_client
+from fleet_common.logging import configure_logging
+from fleet_common.metrics import metrics_router
+from fleet_common.middleware import ObservabilityMiddleware
+from fleet_common.settings import CommonSettings
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    *,
+    service: str,
+    settings: CommonSettings,
+    lifespan: Lifespan | None = None,
+    health_checks: Sequence[HealthCheck] = (),
+    verify_tokens: bool = True,
+    **fastapi_kwargs,
+) -> FastAPI:
+    """Build a service app with logging, metrics, problem+json errors, health and JWT checks.
+
+    `lifespan` is the service's own start-up/shut-down; resources it needs for health checks
+    should be created before calling this so the checks can close over them.
+    """
+    configure_logging(service, settings.log_level)
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jwks_client = create_http_client(timeout=5.0)
+        if verify_tokens:
+            app.state.token_verifier = TokenVerifier(
+                JWKSCache(settings.jwks_url, jwks_client), settings.jwt_issuer
+            )
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            await jwks_client.aclose()
+
+    app = FastAPI(lifespan=_lifespan, **fastapi_kwargs)
+    app.state.settings = settings
+    app.state.health_checks = list(health_checks)
+    app.add_middleware(ObservabilityMiddleware, service=service)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(metrics_router)
+    return app

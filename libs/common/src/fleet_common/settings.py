@@ -1,0 +1,39 @@
+"""Settings every service reads. Each service subclasses `CommonSettings` with its own env prefix.
+
+Shared variables (Redis, JWKS, the internal service credential) are read unprefixed through
+explicit aliases so one `.env` configures every service the same way.
+"""
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    environment: Environment = Field("development", validation_alias="ENVIRONMENT")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    jwks_url: str = Field(
+        "http://127.0.0.1:8001/.well-known/jwks.json", validation_alias="AUTH_JWKS_URL"
+    )
+    jwt_issuer: str = Field("fleet-tracker", validation_alias="JWT_ISSUER")
+    internal_token: SecretStr = Field(
+        SecretStr("dev-internal-token"), validation_alias="INTERNAL_SERVICE_TOKEN"
+    )
+    health_check_timeout_s: float = Field(2.0, validation_alias="HEALTH_CHECK_TIMEOUT_S")
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> "CommonSettings":
+        if self.environment == "production":
+            token = self.internal_token.get_secret_value()
+            if token in ("", "dev-internal-token") or len(token) < 32:
+                raise ValueError(
+                    "INTERNAL_SERVICE_TOKEN must be set to a random value of at least 32 "
+                    "characters when ENVIRONMENT=production"
+                )
+        return self
