@@ -6,12 +6,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from fleet_common.auth import JWKSCache, TokenVerifier
+from fleet_common.db import create_engine, create_sessionmaker, ping_database
 from fleet_common.errors import install_error_handlers
 from fleet_common.health import HealthCheck, health_router
 from fleet_common.http import create_http_client
 from fleet_common.logging import configure_logging
 from fleet_common.metrics import metrics_router
 from fleet_common.middleware import ObservabilityMiddleware
+from fleet_common.redis import create_redis
 from fleet_common.settings import CommonSettings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -23,15 +25,26 @@ def create_service_app(
     settings: CommonSettings,
     lifespan: Lifespan | None = None,
     health_checks: Sequence[HealthCheck] = (),
+    database_url: str | None = None,
+    redis_critical: bool = True,
     verify_tokens: bool = True,
     **fastapi_kwargs,
 ) -> FastAPI:
     """Build a service app with logging, metrics, problem+json errors, health and JWT checks.
 
-    `lifespan` is the service's own start-up/shut-down; resources it needs for health checks
-    should be created before calling this so the checks can close over them.
+    With `database_url`, `app.state.engine` and `app.state.sessionmaker` are set and checked
+    by readiness; `app.state.redis` always is. `lifespan` is the service's own start-up and
+    shut-down, run inside the common one.
     """
     configure_logging(service, settings.log_level)
+    checks = list(health_checks)
+    engine = create_engine(database_url) if database_url else None
+    if engine is not None:
+        checks.insert(0, HealthCheck("database", lambda: ping_database(engine)))
+    redis = create_redis(settings.redis_url)
+    checks.insert(
+        1 if engine is not None else 0, HealthCheck("redis", redis.ping, critical=redis_critical)
+    )
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,10 +61,17 @@ def create_service_app(
                     yield
         finally:
             await jwks_client.aclose()
+            await redis.aclose()
+            if engine is not None:
+                await engine.dispose()
 
     app = FastAPI(lifespan=_lifespan, **fastapi_kwargs)
     app.state.settings = settings
-    app.state.health_checks = list(health_checks)
+    app.state.health_checks = checks
+    app.state.redis = redis
+    if engine is not None:
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
     app.add_middleware(ObservabilityMiddleware, service=service)
     install_error_handlers(app)
     app.include_router(health_router)

@@ -1,0 +1,154 @@
+"""`fleet-dev`: run the whole stack locally without Docker (`make run`, `make stop`)."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fleet_devstack.servers import StackError, _pid_alive
+from fleet_devstack.stack import (
+    DATABASES,
+    REPO_ROOT,
+    SERVICE_PORTS,
+    Stack,
+    migrate,
+    service_command,
+    wait_until_live,
+)
+
+STATE_DIR = Path(os.environ.get("FLEET_STATE_DIR", REPO_ROOT / ".state"))
+RUN_PIDFILE = STATE_DIR / "run.pid"
+COLOURS = {"gateway": 36, "auth": 35, "vehicle": 33, "location": 32, "notification": 34}
+
+
+def load_dotenv(path: Path) -> None:
+    """Put `.env`'s values into the environment unless already set there."""
+    if not path.exists():
+        return
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+def local_stack() -> Stack:
+    return Stack.create(
+        STATE_DIR,
+        pg_port=int(os.environ.get("FLEET_DEV_POSTGRES_PORT", 55432)),
+        redis_port=int(os.environ.get("FLEET_DEV_REDIS_PORT", 56379)),
+        mqtt_port=int(os.environ.get("FLEET_DEV_MQTT_PORT", 51883)),
+        durable=True,
+    )
+
+
+def _pipe_with_prefix(service: str, stream) -> None:
+    prefix = (
+        f"\033[{COLOURS[service]}m{service:>12} |\033[0m "
+        if sys.stdout.isatty()
+        else f"{service:>12} | "
+    )
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def run() -> int:
+    if RUN_PIDFILE.exists() and _pid_alive(int(RUN_PIDFILE.read_text())):
+        print(f"the stack already runs (pid {RUN_PIDFILE.read_text()}); `make stop` stops it")
+        return 1
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    RUN_PIDFILE.write_text(str(os.getpid()))
+    stack = local_stack()
+    processes: dict[str, subprocess.Popen] = {}
+    stopping = threading.Event()
+
+    def shutdown(*_args) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        print("starting PostgreSQL, Redis and Mosquitto under", STATE_DIR)
+        stack.start()
+        stack.create_databases()
+        env = stack.service_env()
+        for service in DATABASES:
+            print(f"migrating {service}")
+            migrate(service, env)
+        for service, port in SERVICE_PORTS.items():
+            process = subprocess.Popen(
+                service_command(service, port),
+                cwd=REPO_ROOT,
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+            )
+            processes[service] = process
+            threading.Thread(
+                target=_pipe_with_prefix, args=(service, process.stdout), daemon=True
+            ).start()
+        for service, port in SERVICE_PORTS.items():
+            wait_until_live(port, process=processes[service])
+        print(
+            "\nFleet Tracker is up:\n"
+            f"  API and dashboard  http://127.0.0.1:{SERVICE_PORTS['gateway']}\n"
+            f"  API docs           http://127.0.0.1:{SERVICE_PORTS['gateway']}/docs\n"
+            f"  MQTT broker        127.0.0.1:{stack.mosquitto.port}\n"
+            "Ctrl-C (or `make stop`) stops everything.\n",
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            exited = [name for name, proc in processes.items() if proc.poll() is not None]
+            if exited:
+                print(f"{', '.join(exited)} exited; stopping the stack", file=sys.stderr)
+                return 1
+        return 0
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        stack.stop()
+        RUN_PIDFILE.unlink(missing_ok=True)
+        print("stopped")
+
+
+def stop() -> int:
+    if RUN_PIDFILE.exists():
+        pid = int(RUN_PIDFILE.read_text())
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            return 0
+    local_stack().stop()
+    RUN_PIDFILE.unlink(missing_ok=True)
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="fleet-dev", description=__doc__)
+    parser.add_argument("command", choices=["run", "stop", "env"])
+    args = parser.parse_args()
+    load_dotenv(REPO_ROOT / ".env")
+    if args.command == "run":
+        sys.exit(run())
+    if args.command == "stop":
+        sys.exit(stop())
+    for key, value in sorted(local_stack().service_env().items()):
+        print(f"{key}={value}")

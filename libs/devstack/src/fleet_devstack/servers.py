@@ -1,0 +1,394 @@
+"""Start and stop the project's own PostgreSQL, Redis and Mosquitto instances."""
+
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port_in_use(port):
+            return
+        time.sleep(0.05)
+    raise StackError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def _as_user(user: str) -> list[str]:
+    """PostgreSQL refuses to run as root and Mosquitto drops privileges: run them as their user."""
+    return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
+
+
+def _chown(path: Path, user: str) -> None:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(user)
+        for root, dirs, files in os.walk(path):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, entry.pw_uid, entry.pw_gid)
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode != 0:
+        raise StackError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def postgres_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise StackError("PostgreSQL server binaries not found; run `make bootstrap` as root")
+    return Path(found[-1]).parent
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL cluster in `data_dir`, password-authenticated, listening on 127.0.0.1."""
+
+    data_dir: Path
+    port: int
+    password: str
+    durable: bool = True
+    user: str = "fleet"
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:
+        return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def _pg(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+        return _run([*_as_user("postgres"), str(postgres_bindir() / tool), *args])
+
+    def init(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
+        pwfile.write_text(self.password)
+        _chown(self.data_dir, "postgres")
+        _chown(pwfile, "postgres")
+        try:
+            self._pg(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--pwfile",
+                str(pwfile),
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            )
+        finally:
+            pwfile.unlink()
+        settings = [
+            "listen_addresses = '127.0.0.1'",
+            f"port = {self.port}",
+            # No Unix socket: its default directory may belong to the machine's own server.
+            "unix_socket_directories = ''",
+            "max_connections = 300",
+            "shared_buffers = 256MB",
+        ]
+        if not self.durable:
+            # Throwaway test clusters: durability only costs time.
+            settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write("\n# fleet-devstack\n" + "\n".join(settings) + "\n")
+
+    def start(self) -> None:
+        if self.running():
+            return
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} is taken by another program; set another port")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-o",
+            f"-p {self.port}",
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def stop(self) -> None:
+        if self.running():
+            self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        pidfile = self.data_dir / "postmaster.pid"
+        return pidfile.exists() and _pid_alive(int(pidfile.read_text().split()[0]))
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        env = {**os.environ, "PGPASSWORD": self.password}
+        return _run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atc",
+                sql,
+            ],
+            env=env,
+        ).stdout
+
+    def create_database(self, name: str, *, postgis: bool = False) -> None:
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if not exists.strip():
+            self.psql(f'CREATE DATABASE "{name}"')
+        if postgis:
+            self.psql("CREATE EXTENSION IF NOT EXISTS postgis", database=name)
+
+
+@dataclass
+class Redis:
+    data_dir: Path
+    port: int
+    durable: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def start(self) -> None:
+        if self.running():
+            return
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} is taken by another program; set another port")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        persistence = (
+            ["--appendonly", "yes"] if self.durable else ["--save", "", "--appendonly", "no"]
+        )
+        _run(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.data_dir),
+                "--pidfile",
+                str(self.pidfile),
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+                *persistence,
+            ]
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        _terminate_pidfile(self.pidfile)
+
+    def running(self) -> bool:
+        return self.pidfile.exists() and _pid_alive(int(self.pidfile.read_text().strip() or 0))
+
+
+def dynsec_plugin() -> str:
+    for pattern in (
+        "/usr/lib/*/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+    ):
+        found = glob.glob(pattern)
+        if found:
+            return found[0]
+    raise StackError("Mosquitto's dynamic-security plugin not found; run `make bootstrap` as root")
+
+
+@dataclass
+class Mosquitto:
+    """A Mosquitto broker with persistence, no anonymous access and dynamic security.
+
+    Two service clients are created on first start: an admin that manages device credentials
+    (the vehicle service) and an ingest client that may subscribe to every device's topics
+    (the location service).
+    """
+
+    data_dir: Path
+    port: int
+    admin_password: str
+    ingest_password: str
+    admin_username: str = "fleet-admin"
+    ingest_username: str = "fleet-location"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data_dir / "mosquitto.pid"
+
+    @property
+    def dynsec_file(self) -> Path:
+        return self.data_dir / "dynamic-security.json"
+
+    def _write_config(self) -> Path:
+        conf = self.data_dir / "mosquitto.conf"
+        lines = [
+            f"pid_file {self.pidfile}",
+            "persistence true",
+            f"persistence_location {self.data_dir}/",
+            f"log_dest file {self.data_dir}/mosquitto.log",
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"listener {self.port} 127.0.0.1",
+            "max_inflight_messages 1000",
+            "max_queued_messages 100000",
+            f"plugin {dynsec_plugin()}",
+            f"plugin_opt_config_file {self.dynsec_file}",
+        ]
+        if os.geteuid() == 0:
+            lines.insert(0, "user mosquitto")
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self) -> None:
+        if self.running():
+            return
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} is taken by another program; set another port")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        first_start = not self.dynsec_file.exists()
+        if first_start:
+            _run(
+                [
+                    "mosquitto_ctrl",
+                    "dynsec",
+                    "init",
+                    str(self.dynsec_file),
+                    self.admin_username,
+                    self.admin_password,
+                ]
+            )
+        conf = self._write_config()
+        _chown(self.data_dir, "mosquitto")
+        _run(["mosquitto", "-c", str(conf), "-d"])
+        wait_for_port(self.port)
+        if first_start:
+            self._create_ingest_client()
+
+    def ctrl(self, *args: str) -> str:
+        return _run(
+            [
+                "mosquitto_ctrl",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-u",
+                self.admin_username,
+                "-P",
+                self.admin_password,
+                "dynsec",
+                *args,
+            ]
+        ).stdout
+
+    def _create_ingest_client(self) -> None:
+        self.ctrl("createRole", "fleet-ingest")
+        for acl in ("subscribePattern", "subscribeLiteral"):
+            self.ctrl("addRoleACL", "fleet-ingest", acl, "#", "allow")
+        self.ctrl("createClient", self.ingest_username, "-p", self.ingest_password)
+        self.ctrl("addClientRole", self.ingest_username, "fleet-ingest")
+
+    def stop(self) -> None:
+        _terminate_pidfile(self.pidfile)
+
+    def running(self) -> bool:
+        return self.pidfile.exists() and _pid_alive(int(self.pidfile.read_text().strip() or 0))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate_pidfile(pidfile: Path, timeout_s: float = 15.0) -> None:
+    if not pidfile.exists():
+        return
+    text = pidfile.read_text().strip()
+    pid = int(text) if text else 0
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+@dataclass
+class Secrets:
+    """Generated credentials, kept in the state folder so a restart finds its data again."""
+
+    values: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path, names: list[str]) -> "Secrets":
+        values = json.loads(path.read_text()) if path.exists() else {}
+        changed = False
+        for name in names:
+            if name not in values:
+                values[name] = secrets.token_urlsafe(24)
+                changed = True
+        if changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2))
+            path.chmod(0o600)
+        return cls(values)
+
+    def __getitem__(self, name: str) -> str:
+        return self.values[name]
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

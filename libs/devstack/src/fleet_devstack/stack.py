@@ -1,0 +1,143 @@
+"""The whole local stack: servers, databases, migrations and the five services' environment."""
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from fleet_devstack.servers import Mosquitto, Postgres, Redis, Secrets, StackError
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+SERVICE_PORTS = {
+    "auth": 8001,
+    "vehicle": 8002,
+    "location": 8003,
+    "notification": 8004,
+    "gateway": 8000,
+}
+DATABASES = {
+    "auth": "auth_db",
+    "vehicle": "vehicle_db",
+    "location": "location_db",
+    "notification": "notification_db",
+}
+POSTGIS_SERVICES = {"location"}
+SECRET_NAMES = ["postgres", "mqtt_admin", "mqtt_ingest", "internal_token"]
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    postgres: Postgres
+    redis: Redis
+    mosquitto: Mosquitto
+    secrets: Secrets
+
+    @classmethod
+    def create(
+        cls, state_dir: Path, *, pg_port: int, redis_port: int, mqtt_port: int, durable: bool
+    ) -> "Stack":
+        secrets = Secrets.load(state_dir / "secrets.json", SECRET_NAMES)
+        return cls(
+            state_dir=state_dir,
+            postgres=Postgres(
+                state_dir / "postgres", pg_port, secrets["postgres"], durable=durable
+            ),
+            redis=Redis(state_dir / "redis", redis_port, durable=durable),
+            mosquitto=Mosquitto(
+                state_dir / "mosquitto", mqtt_port, secrets["mqtt_admin"], secrets["mqtt_ingest"]
+            ),
+            secrets=secrets,
+        )
+
+    def start(self) -> None:
+        self.postgres.init()
+        self.postgres.start()
+        self.redis.start()
+        self.mosquitto.start()
+
+    def stop(self) -> None:
+        for server in (self.mosquitto, self.redis, self.postgres):
+            try:
+                server.stop()
+            except StackError as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+
+    def create_databases(self) -> None:
+        for service, database in DATABASES.items():
+            self.postgres.create_database(database, postgis=service in POSTGIS_SERVICES)
+
+    def service_env(self) -> dict[str, str]:
+        """Environment for the five services; values already in os.environ win."""
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in SERVICE_PORTS.items()}
+        env = {
+            "ENVIRONMENT": "development",
+            "REDIS_URL": self.redis.url,
+            "AUTH_JWKS_URL": f"{urls['auth']}/.well-known/jwks.json",
+            "INTERNAL_SERVICE_TOKEN": self.secrets["internal_token"],
+            "MQTT_HOST": "127.0.0.1",
+            "MQTT_PORT": str(self.mosquitto.port),
+            "VEHICLE_MQTT_ADMIN_USERNAME": self.mosquitto.admin_username,
+            "VEHICLE_MQTT_ADMIN_PASSWORD": self.mosquitto.admin_password,
+            "LOCATION_MQTT_USERNAME": self.mosquitto.ingest_username,
+            "LOCATION_MQTT_PASSWORD": self.mosquitto.ingest_password,
+            "LOCATION_VEHICLE_URL": urls["vehicle"],
+            "AUTH_KEYS_DIR": str(self.state_dir / "keys"),
+            "GATEWAY_AUTH_URL": urls["auth"],
+            "GATEWAY_VEHICLE_URL": urls["vehicle"],
+            "GATEWAY_LOCATION_URL": urls["location"],
+            "GATEWAY_NOTIFICATION_URL": urls["notification"],
+        }
+        for service, database in DATABASES.items():
+            env[f"{service.upper()}_DATABASE_URL"] = self.postgres.url(database)
+        return {**env, **{k: v for k, v in os.environ.items() if k in env}}
+
+
+def migrate(service: str, env: dict[str, str]) -> None:
+    """`alembic upgrade head` for one service, as the prestart step of its image does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT / "services" / service,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"migrations of {service} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def service_command(service: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"fleet_{service}.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+
+
+def wait_until_live(
+    port: int, timeout_s: float = 60.0, process: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    url = f"http://127.0.0.1:{port}/health/liveness"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"the service on port {port} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise StackError(f"{url} did not answer within {timeout_s}s")

@@ -1,0 +1,6 @@
+"""Alembic environment of the notification service."""
+
+from fleet_common.migrations import run_migrations
+from fleet_notification.database import Base
+
+run_migrations(Base.metadata, database_url_env="NOTIFICATION_DATABASE_URL")

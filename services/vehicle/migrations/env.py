@@ -1,0 +1,6 @@
+"""Alembic environment of the vehicle service."""
+
+from fleet_common.migrations import run_migrations
+from fleet_vehicle.database import Base
+
+run_migrations(Base.metadata, database_url_env="VEHICLE_DATABASE_URL")
