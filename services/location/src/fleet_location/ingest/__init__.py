@@ -1,0 +1,1 @@
+"""Telemetry ingest: MQTT consumer, OsmAnd endpoint, validation, batch writer."""

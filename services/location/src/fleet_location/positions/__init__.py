@@ -1,0 +1,1 @@
+"""Position history, latest positions and queries."""
