@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet_common.errors import problem_response
@@ -19,8 +20,16 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template (`/vehicles/{id}`), never the raw path."""
+    """The matched route's path template (`/vehicles/{id}`), never the raw path.
+
+    FastAPI's own routes leave themselves in the scope; plain Starlette ones (the OpenAPI
+    document, docs) do not, so those are looked up. Raw paths would explode label cardinality.
+    """
     route = scope.get("route")
+    if route is None and "app" in scope:
+        route = next(
+            (r for r in scope["app"].router.routes if r.matches(scope)[0] is Match.FULL), None
+        )
     path = getattr(route, "path", None)
     return f"{scope.get('root_path', '')}{path}" if path else "unmatched"
 

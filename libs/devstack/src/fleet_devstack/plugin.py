@@ -89,9 +89,7 @@ def run_service():
     """Start a service as a real uvicorn process on a free port; returns its base URL."""
     processes: list[subprocess.Popen] = []
 
-    def factory(
-        service: str, env: dict[str, str], port: int | None = None
-    ) -> RunningService:
+    def factory(service: str, env: dict[str, str], port: int | None = None) -> RunningService:
         port = port or free_port()
         log = open(Path(tempfile.gettempdir()) / f"fleet-{service}-{port}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(

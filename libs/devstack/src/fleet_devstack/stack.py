@@ -71,9 +71,21 @@ class Stack:
         for service, database in DATABASES.items():
             self.postgres.create_database(database, postgis=service in POSTGIS_SERVICES)
 
-    def service_env(self) -> dict[str, str]:
-        """Environment for the five services; values already in os.environ win."""
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in SERVICE_PORTS.items()}
+    def service_env(
+        self,
+        *,
+        database_urls: dict[str, str] | None = None,
+        service_urls: dict[str, str] | None = None,
+        keys_dir: Path | None = None,
+    ) -> dict[str, str]:
+        """Environment for the five services; values already in os.environ win.
+
+        Tests pass their own databases and service URLs (free ports); `make run` uses the
+        defaults: the four databases of DATABASES and the contract's ports.
+        """
+        urls = service_urls or {
+            name: f"http://127.0.0.1:{port}" for name, port in SERVICE_PORTS.items()
+        }
         env = {
             "ENVIRONMENT": "development",
             "REDIS_URL": self.redis.url,
@@ -86,21 +98,24 @@ class Stack:
             "LOCATION_MQTT_USERNAME": self.mosquitto.ingest_username,
             "LOCATION_MQTT_PASSWORD": self.mosquitto.ingest_password,
             "LOCATION_VEHICLE_URL": urls["vehicle"],
-            "AUTH_KEYS_DIR": str(self.state_dir / "keys"),
+            "AUTH_KEYS_DIR": str(keys_dir or self.state_dir / "keys"),
             "GATEWAY_AUTH_URL": urls["auth"],
             "GATEWAY_VEHICLE_URL": urls["vehicle"],
             "GATEWAY_LOCATION_URL": urls["location"],
             "GATEWAY_NOTIFICATION_URL": urls["notification"],
         }
         for service, database in DATABASES.items():
-            env[f"{service.upper()}_DATABASE_URL"] = self.postgres.url(database)
+            url = (database_urls or {}).get(service) or self.postgres.url(database)
+            env[f"{service.upper()}_DATABASE_URL"] = url
+        if service_urls is not None:
+            return env
         return {**env, **{k: v for k, v in os.environ.items() if k in env}}
 
 
-def migrate(service: str, env: dict[str, str]) -> None:
-    """`alembic upgrade head` for one service, as the prestart step of its image does."""
+def migrate(service: str, env: dict[str, str], *args: str) -> str:
+    """`alembic upgrade head` (or the alembic command in `args`) for one service."""
     result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        [sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))],
         cwd=REPO_ROOT / "services" / service,
         env={**os.environ, **env},
         capture_output=True,
@@ -109,6 +124,7 @@ def migrate(service: str, env: dict[str, str]) -> None:
     )
     if result.returncode != 0:
         raise StackError(f"migrations of {service} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
 
 
 def service_command(service: str, port: int) -> list[str]:
