@@ -46,9 +46,26 @@ def make_stack() -> Iterator:
         remove_tree(base)
 
 
+EXTERNAL_VARIABLES = (
+    "TEST_POSTGRES_URL",
+    "TEST_REDIS_URL",
+    "TEST_MQTT_URL",
+    "TEST_MQTT_INGEST_USERNAME",
+    "TEST_MQTT_INGEST_PASSWORD",
+)
+
+
 @pytest.fixture(scope="session")
 def stack(make_stack) -> Stack:
-    """The session's shared PostgreSQL, Redis and Mosquitto."""
+    """The session's shared PostgreSQL, Redis and Mosquitto: the TEST_* servers when all are
+    given (a superuser DSN, a Redis URL, an MQTT URL with the dynsec admin's credentials and
+    a client allowed to subscribe to `#`), otherwise throwaway ones of our own."""
+    given = [name for name in EXTERNAL_VARIABLES if os.environ.get(name)]
+    if given and len(given) < len(EXTERNAL_VARIABLES):
+        missing = sorted(set(EXTERNAL_VARIABLES) - set(given))
+        pytest.exit(f"set all of the TEST_* server variables or none; missing: {missing}", 2)
+    if given:
+        return Stack.external(dict(os.environ))
     return make_stack()
 
 

@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 
 class StackError(RuntimeError):
@@ -74,13 +75,23 @@ class Postgres:
     password: str
     durable: bool = True
     user: str = "fleet"
+    host: str = "127.0.0.1"
 
-    @property
-    def admin_dsn(self) -> str:
-        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/postgres"
+    @classmethod
+    def external(cls, dsn: str) -> "Postgres":
+        """A server we did not start (TEST_POSTGRES_URL): used, never stopped."""
+        parts = urlsplit(dsn)
+        return cls(
+            Path("/nonexistent"),
+            parts.port or 5432,
+            unquote(parts.password or ""),
+            user=unquote(parts.username or "postgres"),
+            host=parts.hostname or "127.0.0.1",
+        )
 
     def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:
-        return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+        password = quote(self.password, safe="")
+        return f"{driver}://{self.user}:{password}@{self.host}:{self.port}/{database}"
 
     def _pg(self, tool: str, *args: str) -> subprocess.CompletedProcess:
         return _run([*_as_user("postgres"), str(postgres_bindir() / tool), *args])
@@ -183,10 +194,11 @@ class Redis:
     data_dir: Path
     port: int
     durable: bool = True
+    external_url: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.external_url or f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def pidfile(self) -> Path:
@@ -254,6 +266,7 @@ class Mosquitto:
     ingest_password: str
     admin_username: str = "fleet-admin"
     ingest_username: str = "fleet-location"
+    host: str = "127.0.0.1"
 
     @property
     def pidfile(self) -> Path:

@@ -1,11 +1,13 @@
 """The whole local stack: servers, databases, migrations and the five services' environment."""
 
 import os
+import secrets
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -41,17 +43,40 @@ class Stack:
     def create(
         cls, state_dir: Path, *, pg_port: int, redis_port: int, mqtt_port: int, durable: bool
     ) -> "Stack":
-        secrets = Secrets.load(state_dir / "secrets.json", SECRET_NAMES)
+        generated = Secrets.load(state_dir / "secrets.json", SECRET_NAMES)
         return cls(
             state_dir=state_dir,
             postgres=Postgres(
-                state_dir / "postgres", pg_port, secrets["postgres"], durable=durable
+                state_dir / "postgres", pg_port, generated["postgres"], durable=durable
             ),
             redis=Redis(state_dir / "redis", redis_port, durable=durable),
             mosquitto=Mosquitto(
-                state_dir / "mosquitto", mqtt_port, secrets["mqtt_admin"], secrets["mqtt_ingest"]
+                state_dir / "mosquitto",
+                mqtt_port,
+                generated["mqtt_admin"],
+                generated["mqtt_ingest"],
             ),
-            secrets=secrets,
+            secrets=generated,
+        )
+
+    @classmethod
+    def external(cls, env: dict[str, str]) -> "Stack":
+        """Servers someone else runs, named by TEST_* variables (see .env.example)."""
+        mqtt = urlsplit(env["TEST_MQTT_URL"])
+        return cls(
+            state_dir=Path("/nonexistent"),
+            postgres=Postgres.external(env["TEST_POSTGRES_URL"]),
+            redis=Redis(Path("/nonexistent"), 0, external_url=env["TEST_REDIS_URL"]),
+            mosquitto=Mosquitto(
+                Path("/nonexistent"),
+                mqtt.port or 1883,
+                admin_username=unquote(mqtt.username or ""),
+                admin_password=unquote(mqtt.password or ""),
+                ingest_username=env["TEST_MQTT_INGEST_USERNAME"],
+                ingest_password=env["TEST_MQTT_INGEST_PASSWORD"],
+                host=mqtt.hostname or "127.0.0.1",
+            ),
+            secrets=Secrets({name: secrets.token_urlsafe(24) for name in SECRET_NAMES}),
         )
 
     def start(self) -> None:
@@ -91,7 +116,7 @@ class Stack:
             "REDIS_URL": self.redis.url,
             "AUTH_JWKS_URL": f"{urls['auth']}/.well-known/jwks.json",
             "INTERNAL_SERVICE_TOKEN": self.secrets["internal_token"],
-            "MQTT_HOST": "127.0.0.1",
+            "MQTT_HOST": self.mosquitto.host,
             "MQTT_PORT": str(self.mosquitto.port),
             "VEHICLE_MQTT_ADMIN_USERNAME": self.mosquitto.admin_username,
             "VEHICLE_MQTT_ADMIN_PASSWORD": self.mosquitto.admin_password,
