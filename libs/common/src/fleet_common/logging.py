@@ -23,9 +23,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.CallsiteParameterAdder(
-            [structlog.processors.CallsiteParameter.MODULE]
-        ),
+        structlog.stdlib.add_logger_name,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
