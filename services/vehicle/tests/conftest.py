@@ -18,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from redis.asyncio import Redis
 
 from fleet_common.redis import DEVICES_CHANNEL
+from fleet_devstack.servers import Mosquitto
 from fleet_vehicle.config import Settings
 from fleet_vehicle.main import create_app
 
@@ -25,17 +26,19 @@ MQTT_TIMEOUT_S = 5.0
 INTERNAL_TOKEN = "vehicle-tests-internal-token-0123456789abcdef"
 
 
-def vehicle_settings(stack, database_url: str, auth_service, **overrides) -> Settings:
+def vehicle_settings(
+    redis_url: str, broker: Mosquitto, database_url: str, auth_service, **overrides
+) -> Settings:
     values = {
         "ENVIRONMENT": "test",
         "database_url": database_url,
-        "REDIS_URL": stack.redis.url,
+        "REDIS_URL": redis_url,
         "AUTH_JWKS_URL": auth_service.jwks_url,
         "INTERNAL_SERVICE_TOKEN": INTERNAL_TOKEN,
         "MQTT_HOST": "127.0.0.1",
-        "MQTT_PORT": stack.mosquitto.port,
-        "mqtt_admin_username": stack.mosquitto.admin_username,
-        "mqtt_admin_password": stack.mosquitto.admin_password,
+        "MQTT_PORT": broker.port,
+        "mqtt_admin_username": broker.admin_username,
+        "mqtt_admin_password": broker.admin_password,
         "broker_command_timeout_s": 3.0,
         "broker_startup_wait_s": 5.0,
         **overrides,
@@ -59,8 +62,27 @@ def vehicle_database(migrated_database) -> str:
 
 @pytest.fixture(scope="session")
 async def vehicle_app(stack, vehicle_database, auth_service):
-    async with running_app(vehicle_settings(stack, vehicle_database, auth_service)) as pair:
+    settings = vehicle_settings(stack.redis.url, stack.mosquitto, vehicle_database, auth_service)
+    async with running_app(settings) as pair:
         yield pair
+
+
+@pytest.fixture(scope="session")
+def make_vehicle_app(stack, auth_service):
+    """Another app instance: `make_vehicle_app(database_url, broker, **settings)` is an async
+    context manager giving (app, client)."""
+
+    def factory(database_url: str, broker: Mosquitto, **overrides):
+        return running_app(
+            vehicle_settings(stack.redis.url, broker, database_url, auth_service, **overrides)
+        )
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def internal_headers() -> dict[str, str]:
+    return {"X-Internal-Token": INTERNAL_TOKEN}
 
 
 @pytest.fixture(scope="session")
