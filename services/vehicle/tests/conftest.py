@@ -169,10 +169,14 @@ class MqttProbe:
     def _soon(self, fn, *args) -> None:
         self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_connect(self, _c, _u, _f, reason_code, _p) -> None:
+    def _on_connect(self, client, _u, _f, reason_code, _p) -> None:
+        if reason_code.is_failure:
+            client.disconnect()  # a probe never retries: the test wants each answer
         self._soon(lambda: self._connected.done() or self._connected.set_result(reason_code))
 
-    def _on_disconnect(self, _c, _u, _f, reason_code, _p) -> None:
+    def _on_disconnect(self, client, _u, _f, reason_code, _p) -> None:
+        client.disconnect()  # stops paho's automatic reconnection
+
         def settle():
             if not self._connected.done():
                 self._connected.set_result(reason_code)

@@ -63,6 +63,7 @@ class DynsecClient:
         *,
         command_timeout_s: float = 5.0,
         keepalive_s: int = 15,
+        reconnect_max_delay_s: int = 5,
     ) -> None:
         self.host = host
         self.port = port
@@ -79,7 +80,7 @@ class DynsecClient:
             protocol=mqtt.MQTTv5,
         )
         self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_delay_s)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
