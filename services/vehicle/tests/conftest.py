@@ -23,6 +23,9 @@ from fleet_vehicle.config import Settings
 from fleet_vehicle.main import create_app
 
 MQTT_TIMEOUT_S = 5.0
+# The session broker is shared with other services' tests, which may run vehicle services of
+# their own: a group of our own keeps their reconcile and ours off each other's devices.
+DEVICE_GROUP = f"fleet-devices-test-{uuid.uuid4().hex[:8]}"
 INTERNAL_TOKEN = "vehicle-tests-internal-token-0123456789abcdef"
 
 
@@ -41,6 +44,7 @@ def vehicle_settings(
         "mqtt_admin_password": broker.admin_password,
         "broker_command_timeout_s": 3.0,
         "broker_startup_wait_s": 5.0,
+        "device_group": DEVICE_GROUP,
         **overrides,
     }
     return Settings(**values)
@@ -78,6 +82,11 @@ def make_vehicle_app(stack, auth_service):
         )
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def device_group() -> str:
+    return DEVICE_GROUP
 
 
 @pytest.fixture(scope="session")

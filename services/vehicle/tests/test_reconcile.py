@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleet_devstack.servers import Mosquitto, free_port, remove_tree
-from fleet_vehicle.broker.credentials import DEVICE_GROUP, device_role
+from fleet_vehicle.broker.credentials import device_role
 
 
 def new_uid() -> str:
@@ -30,7 +30,7 @@ async def broker_clients(app) -> dict:
     return {c.username: c for c in await app.state.dynsec.list_clients()}
 
 
-def run_reconcile_command(stack, database_url: str) -> dict:
+def run_reconcile_command(stack, database_url: str, device_group: str) -> dict:
     env = {
         **os.environ,
         "VEHICLE_DATABASE_URL": database_url,
@@ -39,6 +39,7 @@ def run_reconcile_command(stack, database_url: str) -> dict:
         "MQTT_PORT": str(stack.mosquitto.port),
         "VEHICLE_MQTT_ADMIN_USERNAME": stack.mosquitto.admin_username,
         "VEHICLE_MQTT_ADMIN_PASSWORD": stack.mosquitto.admin_password,
+        "VEHICLE_DEVICE_GROUP": device_group,
     }
     script = Path(sys.executable).parent / "fleet-vehicle-reconcile"
     result = subprocess.run(
@@ -51,7 +52,7 @@ def run_reconcile_command(stack, database_url: str) -> dict:
 
 
 async def test_reconcile_command_repairs_device_clients_deleted_at_the_broker(
-    app, client, org_a, stack, vehicle_database, mqtt_connect
+    app, client, org_a, stack, vehicle_database, device_group, mqtt_connect
 ):
     kept = await create_device(client, org_a)
     lost = await create_device(client, org_a)
@@ -64,10 +65,10 @@ async def test_reconcile_command_repairs_device_clients_deleted_at_the_broker(
     # was unreachable) and one whose device was archived.
     orphan = new_uid()
     await dynsec.command(
-        "createClient", username=orphan, password="orphan-pw", groups=[{"groupname": DEVICE_GROUP}]
+        "createClient", username=orphan, password="orphan-pw", groups=[{"groupname": device_group}]
     )
 
-    report = run_reconcile_command(stack, vehicle_database)
+    report = run_reconcile_command(stack, vehicle_database, device_group)
 
     assert set(report["recreated"]) >= {lost["uid"], inactive_lost["uid"]}
     assert kept["uid"] not in report["recreated"]
@@ -79,7 +80,7 @@ async def test_reconcile_command_repairs_device_clients_deleted_at_the_broker(
     # Service clients are left alone.
     for service_client in (stack.mosquitto.admin_username, stack.mosquitto.ingest_username):
         assert not clients[service_client].disabled
-        assert DEVICE_GROUP not in clients[service_client].groups
+        assert device_group not in clients[service_client].groups
     _probe, rc = await mqtt_connect(
         stack.mosquitto.port, stack.mosquitto.ingest_username, stack.mosquitto.ingest_password
     )
@@ -109,7 +110,7 @@ async def test_reconcile_command_repairs_device_clients_deleted_at_the_broker(
     assert not rc.is_failure
 
     # A second run finds nothing to do (the orphan is disabled already).
-    again = run_reconcile_command(stack, vehicle_database)
+    again = run_reconcile_command(stack, vehicle_database, device_group)
     assert not any(again.values()), again
 
 

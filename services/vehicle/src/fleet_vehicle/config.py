@@ -21,6 +21,8 @@ class Settings(CommonSettings):
     mqtt_public_port: int | None = None
     mqtt_admin_username: str = "fleet-admin"
     mqtt_admin_password: SecretStr = SecretStr("")
+    # The dynsec group that marks the clients this service manages (see broker/credentials.py).
+    device_group: str = Field("fleet-devices", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     broker_command_timeout_s: float = 5.0
     # How long start-up waits for the broker before reconciling; past it the service starts
     # anyway (readiness then reports the broker down) and reconciles once it connects.

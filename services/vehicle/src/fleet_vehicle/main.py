@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     app.state.dynsec = dynsec
-    app.state.device_broker = DeviceBroker(dynsec)
+    app.state.device_broker = DeviceBroker(dynsec, settings.device_group)
     app.state.broker_address = BrokerAddress(
         settings.mqtt_public_host or settings.mqtt_host,
         settings.mqtt_public_port or settings.mqtt_port,

@@ -1,9 +1,11 @@
 """Per-device broker clients: one dynsec client and one role per device.
 
-Every device client is a member of the `fleet-devices` group. That membership is how
-reconcile tells device clients from the broker's service clients (the dynsec admin, the
-location service's ingest client, anything an operator adds by hand), which it must never
-touch. A uid cannot collide with a service client: the broker refuses to create a client
+Every device client is a member of the device group (`fleet-devices` unless
+VEHICLE_DEVICE_GROUP says otherwise). That membership is how reconcile tells device clients
+from the broker's service clients (the dynsec admin, the location service's ingest client,
+anything an operator adds by hand), which it must never touch; a deployment sharing a broker
+with another one gives itself a group of its own so that neither disables the other's
+devices. A uid cannot collide with a service client: the broker refuses to create a client
 whose username exists, and we answer that with 409.
 
 The ACLs are literal per device (a role `fleet-device:{uid}`), because Mosquitto 2.0.11's
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from fleet_vehicle.broker.dynsec import DynsecClient, DynsecCommandError
 
-DEVICE_GROUP = "fleet-devices"
+DEFAULT_DEVICE_GROUP = "fleet-devices"
 DEVICE_ROLE_PREFIX = "fleet-device:"
 
 
@@ -48,14 +50,15 @@ def device_acls(uid: str) -> list[dict]:
 class DeviceBroker:
     """The operations the vehicle service performs on device clients."""
 
-    def __init__(self, dynsec: DynsecClient) -> None:
+    def __init__(self, dynsec: DynsecClient, group: str = DEFAULT_DEVICE_GROUP) -> None:
         self.dynsec = dynsec
+        self.group = group
 
     async def ensure_device_group(self) -> None:
         try:
             await self.dynsec.command(
                 "createGroup",
-                groupname=DEVICE_GROUP,
+                groupname=self.group,
                 textname="Fleet Tracker devices (managed by the vehicle service)",
             )
         except DynsecCommandError as exc:
@@ -84,7 +87,7 @@ class DeviceBroker:
             username=uid,
             password=password,
             textname="Fleet Tracker device",
-            groups=[{"groupname": DEVICE_GROUP}],
+            groups=[{"groupname": self.group}],
             roles=[{"rolename": device_role(uid)}],
         )
         if not enabled:

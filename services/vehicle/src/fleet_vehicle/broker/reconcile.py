@@ -4,7 +4,7 @@
   with a new password nobody knows: the device is flagged `credentials_reset_required` so
   that the admin rotates its credentials and re-provisions it.
 - A device client whose enabled state or role differs from the database is corrected.
-- A device client (member of the `fleet-devices` group) the database does not know, or knows
+- A device client (member of the device group) the database does not know, or knows
   as archived, is disabled.
 - Clients outside the group (the dynsec admin, the location service's ingest client, any
   operator-made client) are never touched.
@@ -26,7 +26,6 @@ from fleet_common.db import create_engine, create_sessionmaker
 from fleet_common.logging import configure_logging, get_logger
 from fleet_common.redis import create_redis
 from fleet_vehicle.broker.credentials import (
-    DEVICE_GROUP,
     DeviceBroker,
     device_role,
     new_password,
@@ -87,7 +86,7 @@ async def reconcile(
                 if redis is not None:
                     await publish_device_change(redis, "upsert", device.uid, device.id)
                 continue
-            if DEVICE_GROUP not in client.groups:
+            if broker.group not in client.groups:
                 # Not a device client: never take over a service's or an operator's client.
                 report.conflicts.append(device.uid)
                 continue
@@ -98,7 +97,7 @@ async def reconcile(
                 await broker.set_enabled(device.uid, device.active)
                 (report.enabled if device.active else report.disabled).append(device.uid)
     for username, client in clients.items():
-        if DEVICE_GROUP in client.groups and username not in known and not client.disabled:
+        if broker.group in client.groups and username not in known and not client.disabled:
             await broker.set_enabled(username, False)
             report.orphans_disabled.append(username)
     if report.changed:
@@ -128,7 +127,8 @@ async def _run(settings: Settings) -> int:
         if not await dynsec.wait_connected(max(settings.broker_startup_wait_s, 10.0)):
             log.error("cannot reach the MQTT broker", host=settings.mqtt_host)
             return 2
-        report = await reconcile(create_sessionmaker(engine), DeviceBroker(dynsec), redis)
+        broker = DeviceBroker(dynsec, settings.device_group)
+        report = await reconcile(create_sessionmaker(engine), broker, redis)
         print(json.dumps(asdict(report), indent=2))
         return 0
     finally:

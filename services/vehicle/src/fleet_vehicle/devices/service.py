@@ -27,7 +27,6 @@ from fleet_common.errors import (
 from fleet_common.logging import get_logger
 from fleet_common.redis import latest_key
 from fleet_vehicle.broker.credentials import (
-    DEVICE_GROUP,
     DeviceBroker,
     DeviceCredentials,
     new_password,
@@ -203,7 +202,7 @@ async def _create_broker_client(broker: DeviceBroker, uid: str, password: str, e
     # which holds the uid unique) is ours to replace; any other client is not.
     existing = await broker.dynsec.command("getClient", username=uid)
     groups = {g.get("groupname") for g in existing.get("client", {}).get("groups", [])}
-    if DEVICE_GROUP not in groups:
+    if broker.group not in groups:
         raise ConflictError("this uid is taken on the MQTT broker", field="uid")
     await broker.delete_client(uid)
     await broker.create_client(uid, password, enabled=enabled)

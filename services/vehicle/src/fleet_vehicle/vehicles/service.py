@@ -103,7 +103,7 @@ async def list_vehicles(
     if filters.group:
         stmt = stmt.where(Vehicle.group == filters.group)
     if filters.tag:
-        stmt = stmt.where(Vehicle.tags.any(filters.tag))
+        stmt = stmt.where(Vehicle.tags.contains([filters.tag]))
     if filters.q:
         pattern = f"%{escape_like(filters.q)}%"
         stmt = stmt.where(
