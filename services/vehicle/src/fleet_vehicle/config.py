@@ -1,6 +1,6 @@
 """vehicle service settings, read from the environment with the `VEHICLE_` prefix."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fleet_common.settings import CommonSettings
@@ -27,3 +27,9 @@ class Settings(CommonSettings):
     # How long start-up waits for the broker before reconciling; past it the service starts
     # anyway (readiness then reports the broker down) and reconciles once it connects.
     broker_startup_wait_s: float = 5.0
+
+    @model_validator(mode="after")
+    def _broker_admin_password_in_production(self) -> "Settings":
+        if self.environment == "production" and not self.mqtt_admin_password.get_secret_value():
+            raise ValueError("VEHICLE_MQTT_ADMIN_PASSWORD must be set when ENVIRONMENT=production")
+        return self
