@@ -144,10 +144,12 @@ async def forward(request: Request) -> Response:
         "transfer-encoding", ""
     ).lower()
     client: httpx.AsyncClient = request.app.state.upstreams[rule.upstream]
+    # The raw path and query go up byte for byte, as the client encoded them.
+    target = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
     upstream_request = client.build_request(
         request.method,
-        request.url.path,
-        params=request.url.query.encode("latin-1") if request.url.query else None,
+        (target + b"?" + query if query else target).decode("latin-1"),
         headers=_upstream_headers(request, settings),
         content=_limited_body(request, settings.max_body_bytes) if has_body else None,
     )
