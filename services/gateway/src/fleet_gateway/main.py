@@ -1,5 +1,6 @@
 """The gateway app: the only public HTTP entry."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,8 @@ def _upstream_check(app: FastAPI, name: str) -> HealthCheck:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # httpx logs every upstream call at INFO; our access log already has one line per request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     upstream_names = list(settings.upstream_urls())
 
     @asynccontextmanager
