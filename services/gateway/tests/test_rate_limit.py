@@ -1,5 +1,6 @@
 """Rate limits in Redis per user and route group; fail-open when Redis is down."""
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,7 +35,11 @@ async def test_429_with_retry_after_per_user_and_group(stack, auth_service, upst
     org = make_org()
     limits = {"api": RateLimit(requests=3, window_s=60), "auth": RateLimit(requests=2, window_s=60)}
     async with gateway_app(
-        auth_service, upstreams, redis_url=stack.redis.url, rate_limits=limits
+        auth_service,
+        upstreams,
+        redis_url=stack.redis.url,
+        rate_limits=limits,
+        trusted_proxies=["127.0.0.1/32"],
     ) as client:
         viewer = org.headers("viewer")
         statuses = [
@@ -48,13 +53,17 @@ async def test_429_with_retry_after_per_user_and_group(stack, auth_service, upst
         assert (
             await client.get("/api/v1/vehicles", headers=org.headers("admin"))
         ).status_code == 200
-        # Anonymous auth calls are limited per address, in their own group.
+        # Anonymous auth calls are limited per address (here a fresh one, vouched for by a
+        # trusted proxy: other tests share 127.0.0.1), in their own group.
         body = {"refresh_token": "nope"}
+        address = {"X-Forwarded-For": f"192.0.2.{uuid.uuid4().int % 250 + 1}"}
         first = [
-            (await client.post("/api/v1/auth/refresh", json=body)).status_code for _ in range(2)
+            (await client.post("/api/v1/auth/refresh", json=body, headers=address)).status_code
+            for _ in range(2)
         ]
         assert first == [401, 401]
-        assert is_problem(await client.post("/api/v1/auth/refresh", json=body), 429)
+        limited = await client.post("/api/v1/auth/refresh", json=body, headers=address)
+        assert is_problem(limited, 429)
 
 
 async def test_redis_down_fails_open_and_readiness_is_degraded(auth_service, upstreams, make_org):
