@@ -33,3 +33,7 @@ lint: sync
 format: sync
 	@$(UV) run --no-sync ruff check --fix .
 	@$(UV) run --no-sync ruff format .
+
+.PHONY: bench-gateway
+bench-gateway: sync
+	@$(UV) run --no-sync python services/gateway/bench/bench_gateway.py

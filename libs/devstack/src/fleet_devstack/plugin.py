@@ -5,10 +5,15 @@ a temporary folder and removed at the end. A test that needs to stop and start a
 (readiness, outage tests) asks for its own with `make_stack`.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,6 +146,7 @@ def run_service():
 class AuthService(RunningService):
     jwks_url: str = ""
     internal_token: str = ""
+    keys_dir: Path | None = None  # holds the generated signing key (signing-key.pem)
 
 
 TEST_PASSWORD = "Fleet-Test-Passw0rd!"  # noqa: S105 - a throwaway password for test users
@@ -173,6 +179,7 @@ def auth_service(stack: Stack, migrated_database, run_service) -> Iterator[AuthS
         running.log_path,
         jwks_url=jwks_url,
         internal_token=stack.secrets["internal_token"],
+        keys_dir=keys_dir,
     )
     remove_tree(keys_dir)
 
@@ -248,3 +255,85 @@ def make_org(auth_service: AuthService):
         )
 
     return factory
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="session")
+def bad_tokens(auth_service: AuthService):
+    """Factory: access tokens every service must refuse with 401, by name, for a `TestOrg`.
+
+    `expired` (real key), `tampered` (role changed after signing), `alg_none`,
+    `hs256_public_key` (HMAC keyed with the public key), `unknown_kid` (another key),
+    `wrong_issuer` (real key), `garbage`.
+    """
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = (auth_service.keys_dir / "signing-key.pem").read_bytes()
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    jwks = httpx.get(auth_service.jwks_url, timeout=10).json()
+    kid = jwks["keys"][0]["kid"]
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def factory(org: TestOrg, role: str = "viewer") -> dict[str, str]:
+        valid = org.token(role)
+        claims = jwt.decode(valid, options={"verify_signature": False})
+        now = int(time.time())
+        header, _payload, signature = valid.split(".")
+        tampered_claims = {**claims, "sub": str(uuid.uuid4()), "role": "admin"}
+        tampered_payload = _b64url(json.dumps(tampered_claims).encode())
+
+        def unsigned(alg: str) -> str:
+            head = _b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode())
+            return f"{head}.{_b64url(json.dumps(claims).encode())}"
+
+        hs_input = unsigned("HS256")
+        hs_signature = _b64url(hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest())
+        return {
+            "expired": jwt.encode(
+                {**claims, "iat": now - 3600, "exp": now - 600},
+                private_key,
+                algorithm="EdDSA",
+                headers={"kid": kid},
+            ),
+            "tampered": f"{header}.{tampered_payload}.{signature}",
+            "alg_none": unsigned("none") + ".",
+            "hs256_public_key": f"{hs_input}.{hs_signature}",
+            "unknown_kid": jwt.encode(
+                claims,
+                ed25519.Ed25519PrivateKey.generate(),
+                algorithm="EdDSA",
+                headers={"kid": "not-a-published-key"},
+            ),
+            "wrong_issuer": jwt.encode(
+                {**claims, "iss": "someone-else"},
+                private_key,
+                algorithm="EdDSA",
+                headers={"kid": kid},
+            ),
+            "garbage": "not.a.token",
+        }
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def sign_token(auth_service: AuthService):
+    """Sign arbitrary access-token claims with the auth service's current key."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (auth_service.keys_dir / "signing-key.pem").read_bytes()
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    kid = httpx.get(auth_service.jwks_url, timeout=10).json()["keys"][0]["kid"]
+
+    def sign(claims: dict) -> str:
+        return jwt.encode(claims, private_key, algorithm="EdDSA", headers={"kid": kid})
+
+    return sign

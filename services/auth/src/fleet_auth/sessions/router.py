@@ -2,7 +2,6 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from fleet_auth.client_address import client_address
 from fleet_auth.dependencies import FirebaseDep, KeyRingDep, LoginLimiterDep, SettingsDep
 from fleet_auth.models import Organization
 from fleet_auth.schemas import OrgOut, UserOut
@@ -17,6 +16,7 @@ from fleet_auth.sessions.schemas import (
     TokenOut,
 )
 from fleet_common.auth import CurrentUser
+from fleet_common.client_address import client_address
 from fleet_common.db import SessionDep
 from fleet_common.errors import ForbiddenError, UnauthorizedError
 

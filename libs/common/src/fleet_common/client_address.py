@@ -1,4 +1,7 @@
-"""The caller's address, believing X-Forwarded-For only from trusted proxies (the gateway)."""
+"""The caller's address, believing X-Forwarded-For only from trusted proxies.
+
+The gateway trusts its load balancer (if any); the services trust the gateway.
+"""
 
 import ipaddress
 from functools import lru_cache
@@ -21,7 +24,12 @@ def _trusted(address: str, networks) -> bool:
     return any(ip in net for net in networks)
 
 
+def is_trusted(address: str, trusted_proxies: list[str]) -> bool:
+    return _trusted(address, _networks(tuple(trusted_proxies)))
+
+
 def client_address(request: Request, trusted_proxies: list[str]) -> str:
+    """The nearest untrusted address in the chain of peer and X-Forwarded-For hops."""
     peer = request.client.host if request.client else "unknown"
     networks = _networks(tuple(trusted_proxies))
     if not _trusted(peer, networks):
