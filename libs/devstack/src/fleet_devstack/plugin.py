@@ -11,9 +11,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleet_devstack.servers import free_port, remove_tree
@@ -89,9 +90,7 @@ def run_service():
     """Start a service as a real uvicorn process on a free port; returns its base URL."""
     processes: list[subprocess.Popen] = []
 
-    def factory(
-        service: str, env: dict[str, str], port: int | None = None
-    ) -> RunningService:
+    def factory(service: str, env: dict[str, str], port: int | None = None) -> RunningService:
         port = port or free_port()
         log = open(Path(tempfile.gettempdir()) / f"fleet-{service}-{port}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(
@@ -119,3 +118,116 @@ def run_service():
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@dataclass
+class AuthService(RunningService):
+    jwks_url: str = ""
+    internal_token: str = ""
+
+
+TEST_PASSWORD = "Fleet-Test-Passw0rd!"  # noqa: S105 - a throwaway password for test users
+TEST_FIREBASE_PROJECT = "fleet-tracker-test"
+
+
+@pytest.fixture(scope="session")
+def auth_service(stack: Stack, migrated_database, run_service) -> Iterator[AuthService]:
+    """The real auth service on the session stack (own migrated database, generated key).
+
+    Firebase sign-in runs in emulator mode (project `fleet-tracker-test`): firebase-admin
+    accepts unsigned emulator tokens and never contacts the emulator host to verify them.
+    """
+    port = free_port()
+    jwks_url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    keys_dir = Path(tempfile.mkdtemp(prefix="fleet-auth-keys-"))
+    env = {
+        "AUTH_DATABASE_URL": migrated_database("auth"),
+        "REDIS_URL": stack.redis.url,
+        "AUTH_JWKS_URL": jwks_url,
+        "AUTH_KEYS_DIR": str(keys_dir),
+        "INTERNAL_SERVICE_TOKEN": stack.secrets["internal_token"],
+        "AUTH_FIREBASE_PROJECT_ID": TEST_FIREBASE_PROJECT,
+        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+    }
+    running = run_service("auth", env, port=port)
+    yield AuthService(
+        running.url,
+        running.process,
+        running.log_path,
+        jwks_url=jwks_url,
+        internal_token=stack.secrets["internal_token"],
+    )
+    remove_tree(keys_dir)
+
+
+@dataclass
+class TestOrg:
+    """An organization with one user per role; the role fields hold access tokens."""
+
+    __test__ = False  # not a test class, despite the name
+
+    org_id: str
+    admin: str
+    dispatcher: str
+    viewer: str
+    user_ids: dict[str, str] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)
+    password: str = TEST_PASSWORD
+
+    def token(self, role: str = "admin") -> str:
+        return {"admin": self.admin, "dispatcher": self.dispatcher, "viewer": self.viewer}[role]
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role)}"}
+
+
+@pytest.fixture(scope="session")
+def make_org(auth_service: AuthService):
+    """Register a new organization through the auth API, with a dispatcher and a viewer."""
+
+    def factory(name: str | None = None) -> TestOrg:
+        tag = uuid.uuid4().hex[:10]
+        emails = {role: f"{role}-{tag}@example.com" for role in ("admin", "dispatcher", "viewer")}
+        with httpx.Client(base_url=auth_service.url, timeout=30.0) as client:
+            response = client.post(
+                "/api/v1/auth/register",
+                json={
+                    "org_name": name or f"Test org {tag}",
+                    "email": emails["admin"],
+                    "password": TEST_PASSWORD,
+                    "full_name": f"Admin {tag}",
+                },
+            )
+            response.raise_for_status()
+            registered = response.json()
+            admin_headers = {"Authorization": f"Bearer {registered['access_token']}"}
+            tokens = {"admin": registered["access_token"]}
+            user_ids = {"admin": registered["user"]["id"]}
+            for role in ("dispatcher", "viewer"):
+                created = client.post(
+                    "/api/v1/users",
+                    headers=admin_headers,
+                    json={
+                        "email": emails[role],
+                        "password": TEST_PASSWORD,
+                        "full_name": f"{role.title()} {tag}",
+                        "role": role,
+                    },
+                )
+                created.raise_for_status()
+                user_ids[role] = created.json()["id"]
+                login = client.post(
+                    "/api/v1/auth/login", json={"email": emails[role], "password": TEST_PASSWORD}
+                )
+                login.raise_for_status()
+                tokens[role] = login.json()["access_token"]
+        return TestOrg(
+            org_id=registered["org"]["id"],
+            admin=tokens["admin"],
+            dispatcher=tokens["dispatcher"],
+            viewer=tokens["viewer"],
+            user_ids=user_ids,
+            emails=emails,
+        )
+
+    return factory
