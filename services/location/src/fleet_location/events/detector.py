@@ -465,7 +465,7 @@ class EventDetector:
                 for device, (version, raw) in zip(devices, stored, strict=True):
                     state: State = json.loads(raw) if raw else {}
                     events = pending[device](state)
-                    self._cas(
+                    await self._cas(
                         keys=[state_key(device), EVENTS_STREAM],
                         args=[
                             version.decode() if version else "",

@@ -32,7 +32,7 @@ class PolygonGeometry(BaseModel):
 
     type: Literal["Polygon"]
     coordinates: Annotated[
-        list[Annotated[list[Coordinate], Field(max_length=MAX_VERTICES + 1)]],
+        list[Annotated[list[Coordinate], Field(max_length=2 * MAX_VERTICES)]],
         Field(min_length=1, max_length=MAX_RINGS),
     ]
 
