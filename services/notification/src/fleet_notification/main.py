@@ -52,7 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await webhook_client.aclose()
-        push.close()
+        await push.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

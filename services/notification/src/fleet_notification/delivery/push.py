@@ -5,6 +5,7 @@ A retried delivery skips the tokens an earlier attempt already reached.
 """
 
 import asyncio
+import warnings
 from typing import Any
 from uuid import UUID
 
@@ -55,9 +56,10 @@ class PushChannel:
         self._app = app
         return app
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._app is not None:
-            firebase_admin.delete_app(self._app)
+            # delete_app closes firebase-admin's async client with asyncio.run(): not on our loop.
+            await asyncio.to_thread(firebase_admin.delete_app, self._app)
             self._app = None
 
     async def send(self, delivery: Delivery, alert: dict[str, Any]) -> dict[str, Any]:
@@ -77,12 +79,16 @@ class PushChannel:
         for token_id, token in tokens:
             if str(token_id) in reached:
                 continue
-            message = messaging.Message(
-                token=token,
-                notification=messaging.Notification(title=title, body=body),
-                data=data,
-                android=messaging.AndroidConfig(priority="high"),
-            )
+            with warnings.catch_warnings():
+                # firebase-admin 7 deprecates `token` in favour of installation ids (`fid`),
+                # but the mobile and web SDKs still hand apps registration tokens.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                message = messaging.Message(
+                    token=token,
+                    notification=messaging.Notification(title=title, body=body),
+                    data=data,
+                    android=messaging.AndroidConfig(priority="high"),
+                )
             try:
                 await asyncio.to_thread(messaging.send, message, False, app)
                 reached.add(str(token_id))
