@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
 
-.PHONY: help bootstrap sync run stop test lint format
+.PHONY: help bootstrap sync run stop test lint format bench-detection
 
 help:
 	@echo "make run     start the whole stack locally (Ctrl-C or 'make stop' stops it)"
@@ -33,3 +33,6 @@ lint: sync
 format: sync
 	@$(UV) run --no-sync ruff check --fix .
 	@$(UV) run --no-sync ruff format .
+
+bench-detection: sync
+	@$(UV) run --no-sync python services/location/bench/detection.py

@@ -363,9 +363,8 @@ class EventDetector:
         state["org"] = str(p.org_id)
         if p.vehicle_id is not None:
             state["veh"] = str(p.vehicle_id)
-        pos = position_json(p)
 
-        def emit(type_: str, details: dict[str, Any], position: dict | None = pos) -> None:
+        def emit(type_: str, details: dict[str, Any]) -> None:
             events.append(
                 _event(
                     type_,
@@ -373,7 +372,7 @@ class EventDetector:
                     vehicle_id=p.vehicle_id,
                     device_id=p.device_id,
                     ts=ts,
-                    position=position,
+                    position=position_json(p),
                     details=details,
                 )
             )
@@ -409,12 +408,12 @@ class EventDetector:
                     "limit": limit,
                     "source": source,
                     "geofence_id": limit_geofence,
-                    "max_position": pos,
+                    "max_position": position_json(p),
                 }
         elif speed is not None:
             if speed > episode["max"]:
                 episode["max"] = speed
-                episode["max_position"] = pos
+                episode["max_position"] = position_json(p)
             if limit is None or speed <= limit - cfg.overspeed_hysteresis_kph:
                 events.append(self._overspeed_event(state, p.device_id, episode, ts, "slowed"))
                 state["os"] = None
