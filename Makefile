@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
 
-.PHONY: help bootstrap sync run stop test lint format
+.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-detection
 
 help:
 	@echo "make run     start the whole stack locally (Ctrl-C or 'make stop' stops it)"
@@ -34,6 +34,8 @@ format: sync
 	@$(UV) run --no-sync ruff check --fix .
 	@$(UV) run --no-sync ruff format .
 
-.PHONY: bench-gateway
 bench-gateway: sync
 	@$(UV) run --no-sync python services/gateway/bench/bench_gateway.py
+
+bench-detection: sync
+	@$(UV) run --no-sync python services/location/bench/detection.py

@@ -1,16 +1,71 @@
-"""The notification service app."""
+"""The notification service app: the API, the fleet:events consumer and the delivery worker."""
 
-from fastapi import FastAPI
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import APIRouter, FastAPI
 
 from fleet_common.app import create_service_app
+from fleet_notification.alerts.router import router as alerts_router
 from fleet_notification.config import Settings
+from fleet_notification.consumer import EventConsumer
+from fleet_notification.delivery.email import EmailChannel
+from fleet_notification.delivery.in_app import InAppChannel
+from fleet_notification.delivery.push import PushChannel
+from fleet_notification.delivery.webhook import WebhookChannel
+from fleet_notification.delivery.worker import DeliveryWorker
+from fleet_notification.push_tokens.router import router as push_tokens_router
+from fleet_notification.rules.router import router as rules_router
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    # Webhooks go to customers' servers: no redirects, no proxy from the environment.
+    webhook_client = httpx.AsyncClient(
+        timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
+    )
+    push = PushChannel(settings, app.state.sessionmaker)
+    worker = DeliveryWorker(
+        settings,
+        app.state.sessionmaker,
+        {
+            "in_app": InAppChannel(app.state.redis),
+            "webhook": WebhookChannel(settings, webhook_client),
+            "email": EmailChannel(settings),
+            "push": push,
+        },
+    )
+    consumer = EventConsumer(settings, app.state.redis, app.state.sessionmaker, worker.kick)
+    app.state.delivery_worker = worker
+    app.state.event_consumer = consumer
+    tasks = [
+        asyncio.create_task(worker.run(), name="delivery-worker"),
+        asyncio.create_task(consumer.run(), name="event-consumer"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await webhook_client.aclose()
+        await push.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    return create_service_app(
+    app = create_service_app(
         service="notification",
         settings=settings,
         database_url=settings.database_url,
+        lifespan=lifespan,
         title="Fleet Tracker notification service",
     )
+    api = APIRouter(prefix="/api/v1")
+    for router in (rules_router, alerts_router, push_tokens_router):
+        api.include_router(router)
+    app.include_router(api)
+    return app

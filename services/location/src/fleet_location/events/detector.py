@@ -1,0 +1,503 @@
+"""The event detector: a `PositionObserver` that turns positions into events on `fleet:events`.
+
+State per device (inside which geofences, overspeed episode, idle, battery, online) lives in
+one Redis hash with a version. A batch reads every device's state in one round trip,
+computes transitions in memory and writes each device's new state together with its events
+in one Lua script that checks the version first, so two replicas (or a restart that replays
+a batch) never fire the same crossing twice: a lost race is recomputed from the new state,
+and positions at or before the last one seen are ignored.
+"""
+
+import asyncio
+import inspect
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fleet_common.logging import get_logger
+from fleet_common.redis import EVENTS_STREAM, latest_key
+from fleet_location.config import Settings
+from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
+from fleet_location.positions.model import Position
+
+log = get_logger(__name__)
+
+EVENTS_DETECTED = Counter(
+    "events_detected_total", "Events published to the fleet:events stream.", ["type"]
+)
+
+SpeedLimitLookup = Callable[[UUID], float | Awaitable[float | None] | None]
+Event = dict[str, Any]
+State = dict[str, Any]
+MAX_CAS_ROUNDS = 8
+
+# KEYS: state hash, events stream. ARGV: expected version ("" if none), new state JSON,
+# TTL seconds, stream MAXLEN, then the events' JSON. Returns 1 if written, 0 on a lost race.
+_CAS_SCRIPT = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if (v or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', tonumber(v or '0') + 1, 's', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+for i = 5, #ARGV do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[i])
+end
+return 1
+"""
+
+
+def state_key(device_id: UUID | str) -> str:
+    return f"fleet:detect:{device_id}"
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    overspeed_hysteresis_kph: float = 5.0
+    idle_after_s: float = 300.0
+    idle_speed_kph: float = 3.0
+    idle_radius_m: float = 50.0
+    offline_after_s: float = 600.0
+    offline_sweep_interval_s: float = 30.0
+    low_battery_pct: float = 20.0
+    low_battery_hysteresis_pct: float = 5.0
+    state_ttl_s: int = 30 * 86_400
+    events_stream_maxlen: int = 100_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "DetectionConfig":
+        return cls(
+            overspeed_hysteresis_kph=settings.overspeed_hysteresis_kph,
+            idle_after_s=settings.idle_after_s,
+            idle_speed_kph=settings.idle_speed_kph,
+            idle_radius_m=settings.idle_radius_m,
+            offline_after_s=settings.offline_after_s,
+            offline_sweep_interval_s=settings.offline_sweep_interval_s,
+            low_battery_pct=settings.low_battery_pct,
+            low_battery_hysteresis_pct=settings.low_battery_hysteresis_pct,
+            state_ttl_s=settings.detection_state_ttl_s,
+            events_stream_maxlen=settings.events_stream_maxlen,
+        )
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def position_json(p: Position) -> dict[str, Any]:
+    return {
+        "lat": p.lat,
+        "lon": p.lon,
+        "speed_kph": p.speed_kph,
+        "heading_deg": p.heading_deg,
+        "altitude_m": p.altitude_m,
+        "accuracy_m": p.accuracy_m,
+        "battery_pct": p.battery_pct,
+        "ignition": p.ignition,
+        "recorded_at": p.recorded_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _event(
+    type_: str,
+    *,
+    org_id: UUID | str,
+    vehicle_id: UUID | str | None,
+    device_id: UUID | str,
+    ts: float,
+    position: dict[str, Any] | None,
+    details: dict[str, Any],
+) -> Event:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "org_id": str(org_id),
+        "vehicle_id": str(vehicle_id) if vehicle_id else None,
+        "device_id": str(device_id),
+        "ts": _iso(ts),
+        "position": position,
+        "details": details,
+    }
+
+
+class EventDetector:
+    """Implements `PositionObserver`; also sweeps for devices silent for too long."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        geofences: GeofenceIndex,
+        speed_limit_for: SpeedLimitLookup,
+        config: DetectionConfig,
+    ) -> None:
+        self.redis = redis
+        self.geofences = geofences
+        self.config = config
+        self._speed_limit_for = speed_limit_for
+        self._cas = redis.register_script(_CAS_SCRIPT)
+        self._tasks: list[asyncio.Task] = []
+
+    # -- PositionObserver ----------------------------------------------------------------
+
+    async def positions_committed(self, positions: list[Position]) -> None:
+        if not positions:
+            return
+        by_org: dict[UUID, list[Position]] = {}
+        for p in positions:
+            by_org.setdefault(p.org_id, []).append(p)
+        inside: dict[int, list[IndexedGeofence]] = {}
+        known_geofences: dict[UUID, set[str]] = {}
+        for org_id, org_positions in by_org.items():
+            index = await self.geofences.for_org(org_id)
+            known_geofences[org_id] = {str(g) for g in index.by_id}
+            found = index.containing_many(
+                [p.lat for p in org_positions], [p.lon for p in org_positions]
+            )
+            for p, geofences in zip(org_positions, found, strict=True):
+                inside[id(p)] = geofences
+
+        by_device: dict[UUID, list[Position]] = {}
+        for p in positions:
+            by_device.setdefault(p.device_id, []).append(p)
+        work: dict[UUID, Callable[[State], list[Event]]] = {}
+        for device_id, device_positions in by_device.items():
+            limit = self._speed_limit_for(device_id)
+            if inspect.isawaitable(limit):
+                limit = await limit
+            org_id = device_positions[0].org_id
+            work[device_id] = self._position_steps(
+                device_positions, inside, limit, known_geofences[org_id]
+            )
+        await self._apply(work)
+
+    async def device_status(
+        self,
+        *,
+        device_id: UUID,
+        vehicle_id: UUID | None,
+        org_id: UUID,
+        online: bool,
+        at: datetime,
+    ) -> None:
+        ts = at.timestamp()
+
+        def step(state: State) -> list[Event]:
+            events: list[Event] = []
+            state.setdefault("org", str(org_id))
+            if vehicle_id is not None:
+                state["veh"] = str(vehicle_id)
+            if online and state.get("online") is not True:
+                state["online"] = True
+                events.append(
+                    _event(
+                        "device_online",
+                        org_id=org_id,
+                        vehicle_id=vehicle_id,
+                        device_id=device_id,
+                        ts=ts,
+                        position=None,
+                        details={"source": "status"},
+                    )
+                )
+            elif not online and state.get("online") is not False:
+                events.extend(self._go_offline(state, device_id, ts, {"source": "status"}))
+            return events
+
+        await self._apply({device_id: step})
+
+    # -- the offline sweep ---------------------------------------------------------------
+
+    async def sweep_offline(self, now: float | None = None) -> int:
+        """Mark devices whose newest position is older than `offline_after_s` offline."""
+        now = time.time() if now is None else now
+        cutoff = now - self.config.offline_after_s
+        silent: dict[str, tuple[str, float]] = {}
+        async for key in self.redis.scan_iter(match=latest_key("*"), count=500):
+            for device, raw in (await self.redis.hgetall(key)).items():
+                try:
+                    latest = json.loads(raw)
+                    recorded_at = datetime.fromisoformat(
+                        latest["recorded_at"].replace("Z", "+00:00")
+                    ).timestamp()
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue
+                if recorded_at < cutoff:
+                    silent[device.decode()] = (latest.get("vehicle_id"), recorded_at)
+        if not silent:
+            return 0
+        # Only devices still online need the versioned write; read their state in one trip.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for device in silent:
+                pipe.hget(state_key(device), "s")
+            raw_states = await pipe.execute()
+        work: dict[str, Callable[[State], list[Event]]] = {}
+        for (device, (vehicle_id, recorded_at)), raw in zip(
+            silent.items(), raw_states, strict=True
+        ):
+            if raw is None or json.loads(raw).get("online") is not True:
+                continue
+
+            def step(state: State, device=device, vehicle_id=vehicle_id, seen=recorded_at):
+                if state.get("online") is not True or state.get("last", 0) > seen:
+                    return []
+                if vehicle_id:
+                    state.setdefault("veh", vehicle_id)
+                details = {
+                    "source": "silence",
+                    "last_seen_at": _iso(seen),
+                    "silent_s": round(now - seen, 1),
+                }
+                return self._go_offline(state, device, now, details)
+
+            work[device] = step
+        return len(await self._apply(work))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.offline_sweep_interval_s)
+            try:
+                await self.sweep_offline()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("offline sweep failed", error=str(exc))
+
+    def start(self) -> None:
+        """Start the offline sweep and the geofence-change listener."""
+        self._tasks = [
+            asyncio.create_task(self._sweep_forever(), name="offline-sweep"),
+            asyncio.create_task(self.geofences.listen(self.redis), name="geofence-notices"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _go_offline(
+        self, state: State, device_id: UUID | str, ts: float, details: dict[str, Any]
+    ) -> list[Event]:
+        state["online"] = False
+        state["idle"] = None
+        events = [
+            _event(
+                "device_offline",
+                org_id=state["org"],
+                vehicle_id=state.get("veh"),
+                device_id=device_id,
+                ts=ts,
+                position=None,
+                details=details,
+            )
+        ]
+        episode = state.get("os")
+        if episode:
+            # An episode cannot end by slowing down while nothing is heard: close it here.
+            events.append(self._overspeed_event(state, device_id, episode, ts, "offline"))
+            state["os"] = None
+        return events
+
+    def _overspeed_event(
+        self, state: State, device_id: UUID | str, episode: dict, ts: float, ended_by: str
+    ) -> Event:
+        return _event(
+            "overspeed",
+            org_id=state["org"],
+            vehicle_id=state.get("veh"),
+            device_id=device_id,
+            ts=ts,
+            position=episode["max_position"],
+            details={
+                "max_speed_kph": episode["max"],
+                "limit_kph": episode["limit"],
+                "limit_source": episode["source"],
+                "geofence_id": episode.get("geofence_id"),
+                "started_at": _iso(episode["start"]),
+                "ended_at": _iso(ts),
+                "duration_s": round(ts - episode["start"], 1),
+                "ended_by": ended_by,
+            },
+        )
+
+    def _position_steps(
+        self,
+        positions: list[Position],
+        inside: dict[int, list[IndexedGeofence]],
+        vehicle_limit: float | None,
+        known_geofences: set[str],
+    ) -> Callable[[State], list[Event]]:
+        def run(state: State) -> list[Event]:
+            events: list[Event] = []
+            for p in positions:
+                ts = p.recorded_at.timestamp()
+                if ts <= state.get("last", float("-inf")):
+                    continue  # replayed or late: already judged, or would fake a crossing
+                self._step(state, p, ts, inside[id(p)], vehicle_limit, known_geofences, events)
+            return events
+
+        return run
+
+    def _step(
+        self,
+        state: State,
+        p: Position,
+        ts: float,
+        geofences: list[IndexedGeofence],
+        vehicle_limit: float | None,
+        known_geofences: set[str],
+        events: list[Event],
+    ) -> None:
+        cfg = self.config
+        state["last"] = ts
+        state["org"] = str(p.org_id)
+        if p.vehicle_id is not None:
+            state["veh"] = str(p.vehicle_id)
+
+        def emit(type_: str, details: dict[str, Any]) -> None:
+            events.append(
+                _event(
+                    type_,
+                    org_id=p.org_id,
+                    vehicle_id=p.vehicle_id,
+                    device_id=p.device_id,
+                    ts=ts,
+                    position=position_json(p),
+                    details=details,
+                )
+            )
+
+        if state.get("online") is False:
+            emit("device_online", {"source": "position"})
+        state["online"] = True
+
+        # Geofences: one deleted or deactivated while the device was inside is forgotten.
+        current = {str(g.id): g for g in geofences}
+        previous = [g for g in state.get("gf", []) if g in known_geofences]
+        for gid in previous:
+            if gid not in current:
+                emit("geofence_exit", {"geofence_id": gid})
+        for gid, geofence in current.items():
+            if gid not in previous:
+                emit("geofence_enter", {"geofence_id": gid, "geofence_name": geofence.name})
+        state["gf"] = sorted(current)
+
+        # Overspeed: the lowest applicable limit; an episode ends below it by a margin and is
+        # reported then, with the highest speed it reached.
+        limit, source, limit_geofence = vehicle_limit, "vehicle", None
+        for g in current.values():
+            if g.speed_limit_kph is not None and (limit is None or g.speed_limit_kph < limit):
+                limit, source, limit_geofence = g.speed_limit_kph, "geofence", str(g.id)
+        episode = state.get("os")
+        speed = p.speed_kph
+        if episode is None:
+            if speed is not None and limit is not None and speed > limit:
+                state["os"] = {
+                    "start": ts,
+                    "max": speed,
+                    "limit": limit,
+                    "source": source,
+                    "geofence_id": limit_geofence,
+                    "max_position": position_json(p),
+                }
+        elif speed is not None:
+            if speed > episode["max"]:
+                episode["max"] = speed
+                episode["max_position"] = position_json(p)
+            if limit is None or speed <= limit - cfg.overspeed_hysteresis_kph:
+                events.append(self._overspeed_event(state, p.device_id, episode, ts, "slowed"))
+                state["os"] = None
+
+        # Idle: ignition on without moving (by speed, or by drifting off the spot).
+        idle = state.get("idle")
+        moving = (speed or 0.0) >= cfg.idle_speed_kph or (
+            idle is not None
+            and haversine_m(p.lat, p.lon, idle["lat"], idle["lon"]) > cfg.idle_radius_m
+        )
+        if p.ignition is True and not moving:
+            if idle is None:
+                state["idle"] = {"since": ts, "lat": p.lat, "lon": p.lon, "fired": False}
+            elif not idle["fired"] and ts - idle["since"] >= cfg.idle_after_s:
+                idle["fired"] = True
+                duration_s = round(ts - idle["since"], 1)
+                emit("idle", {"since": _iso(idle["since"]), "duration_s": duration_s})
+        else:
+            state["idle"] = None
+
+        # Battery: once per crossing below the threshold, re-armed above it plus a margin.
+        battery = p.battery_pct
+        if battery is not None:
+            if not state.get("batt_low") and battery < cfg.low_battery_pct:
+                state["batt_low"] = True
+                emit("low_battery", {"battery_pct": battery, "threshold_pct": cfg.low_battery_pct})
+            elif state.get("batt_low") and battery >= (
+                cfg.low_battery_pct + cfg.low_battery_hysteresis_pct
+            ):
+                state["batt_low"] = False
+
+    # -- versioned state writes ----------------------------------------------------------
+
+    async def _apply(self, work: dict[Any, Callable[[State], list[Event]]]) -> list[Event]:
+        """Run each device's step on its current state and write state + events atomically."""
+        published: list[Event] = []
+        pending = dict(work)
+        for _ in range(MAX_CAS_ROUNDS):
+            if not pending:
+                break
+            devices = list(pending)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for device in devices:
+                    pipe.hmget(state_key(device), "v", "s")
+                stored = await pipe.execute()
+            writes: list[tuple[Any, list[Event]]] = []
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for device, (version, raw) in zip(devices, stored, strict=True):
+                    state: State = json.loads(raw) if raw else {}
+                    events = pending[device](state)
+                    await self._cas(
+                        keys=[state_key(device), EVENTS_STREAM],
+                        args=[
+                            version.decode() if version else "",
+                            json.dumps(state, separators=(",", ":")),
+                            self.config.state_ttl_s,
+                            self.config.events_stream_maxlen,
+                            *(json.dumps(e, separators=(",", ":")) for e in events),
+                        ],
+                        client=pipe,
+                    )
+                    writes.append((device, events))
+                results = await pipe.execute()
+            for (device, events), ok in zip(writes, results, strict=True):
+                if ok:
+                    del pending[device]
+                    published.extend(events)
+        if pending:
+            log.error("detection state contended; positions skipped", devices=len(pending))
+        for event in published:
+            EVENTS_DETECTED.labels(event["type"]).inc()
+        return published
+
+
+def create_event_detector(
+    settings: Settings,
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    speed_limit_for: SpeedLimitLookup,
+) -> EventDetector:
+    """The detector the location app registers as a position observer; `start()` it."""
+    return EventDetector(
+        redis=redis,
+        geofences=GeofenceIndex(sessionmaker, max_age_s=settings.geofence_index_max_age_s),
+        speed_limit_for=speed_limit_for,
+        config=DetectionConfig.from_settings(settings),
+    )

@@ -1,0 +1,142 @@
+"""Per-org in-memory spatial index of active geofences, so a position is checked without SQL.
+
+Each org's index is built on first use from the database and dropped when the org's
+geofences change (locally at once, on other replicas through a Redis notice); a maximum age
+covers a notice missed while Redis was unreachable.
+"""
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+import numpy as np
+import shapely
+from geoalchemy2.shape import to_shape
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fleet_common.logging import get_logger
+from fleet_location.geofences.service import GEOFENCES_CHANGED_CHANNEL, active_geofences
+
+log = get_logger(__name__)
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedGeofence:
+    id: UUID
+    name: str
+    speed_limit_kph: float | None
+    shape: shapely.Geometry  # the polygon, or a circle's buffered polygon (for the envelope)
+    center_lat: float | None = None
+    center_lon: float | None = None
+    radius_m: float | None = None
+
+    def contains(self, lat: float, lon: float) -> bool:
+        if self.radius_m is not None:
+            return haversine_m(lat, lon, self.center_lat, self.center_lon) <= self.radius_m
+        return bool(shapely.intersects_xy(self.shape, lon, lat))
+
+
+class OrgGeofences:
+    """An STRtree over one org's geofence envelopes, with an exact check after the tree."""
+
+    def __init__(self, geofences: list[IndexedGeofence]) -> None:
+        self.geofences = geofences
+        self.by_id = {g.id: g for g in geofences}
+        for g in geofences:
+            shapely.prepare(g.shape)
+        self._tree = shapely.STRtree([g.shape for g in geofences]) if geofences else None
+
+    def containing_many(self, lats: list[float], lons: list[float]) -> list[list[IndexedGeofence]]:
+        """For each point, the geofences that contain it (one vectorised tree query)."""
+        result: list[list[IndexedGeofence]] = [[] for _ in lats]
+        if self._tree is None or not lats:
+            return result
+        points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
+        point_idx, tree_idx = self._tree.query(points)
+        for p, t in zip(point_idx.tolist(), tree_idx.tolist(), strict=True):
+            geofence = self.geofences[t]
+            if geofence.contains(lats[p], lons[p]):
+                result[p].append(geofence)
+        return result
+
+
+def _indexed(row) -> IndexedGeofence:
+    shape = to_shape(row.area)
+    if row.kind == "circle" and row.center is not None:
+        center = to_shape(row.center)
+        return IndexedGeofence(
+            row.id, row.name, row.speed_limit_kph, shape, center.y, center.x, row.radius_m
+        )
+    return IndexedGeofence(row.id, row.name, row.speed_limit_kph, shape)
+
+
+class GeofenceIndex:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, max_age_s: float = 300.0
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._max_age_s = max_age_s
+        self._orgs: dict[UUID, tuple[float, OrgGeofences]] = {}
+        self._generation: dict[UUID, int] = {}
+        self._locks: dict[UUID, asyncio.Lock] = {}
+
+    def invalidate(self, org_id: UUID) -> None:
+        self._orgs.pop(org_id, None)
+        self._generation[org_id] = self._generation.get(org_id, 0) + 1
+
+    def invalidate_all(self) -> None:
+        for org_id in list(self._orgs):
+            self.invalidate(org_id)
+
+    async def for_org(self, org_id: UUID) -> OrgGeofences:
+        cached = self._orgs.get(org_id)
+        if cached is not None and time.monotonic() - cached[0] < self._max_age_s:
+            return cached[1]
+        lock = self._locks.setdefault(org_id, asyncio.Lock())
+        async with lock:
+            cached = self._orgs.get(org_id)
+            if cached is not None and time.monotonic() - cached[0] < self._max_age_s:
+                return cached[1]
+            generation = self._generation.get(org_id, 0)
+            async with self._sessionmaker() as session:
+                rows = await active_geofences(session, org_id)
+            built = OrgGeofences([_indexed(r) for r in rows])
+            # A change that arrived while loading makes this build stale: use it once only.
+            if self._generation.get(org_id, 0) == generation:
+                self._orgs[org_id] = (time.monotonic(), built)
+            return built
+
+    async def listen(self, redis: Redis) -> None:
+        """Drop an org's index whenever any replica changes its geofences; runs until cancelled."""
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(GEOFENCES_CHANGED_CHANNEL)
+                    # Notices may have been missed while unsubscribed.
+                    self.invalidate_all()
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                        if message is None or message.get("type") != "message":
+                            continue
+                        try:
+                            self.invalidate(UUID(message["data"].decode()))
+                        except (ValueError, AttributeError):
+                            log.warning("ignoring malformed geofence notice")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("geofence notice subscription lost", error=str(exc))
+                await asyncio.sleep(1.0)

@@ -1,0 +1,281 @@
+"""Event detection through the `PositionObserver` contract, against real Redis and PostGIS."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from fleet_common.db import create_engine, create_sessionmaker
+from fleet_common.redis import EVENTS_STREAM, latest_key
+from fleet_location.config import Settings
+from fleet_location.events import EventDetector, create_event_detector
+from fleet_location.geofences import service
+from fleet_location.geofences.schemas import GeofenceCreate
+from fleet_location.positions.model import Position
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+SQUARE = {
+    "type": "Polygon",
+    "coordinates": [
+        [[106.0, 10.0], [106.01, 10.0], [106.01, 10.01], [106.0, 10.01], [106.0, 10.0]]
+    ],
+}
+CIRCLE = {"type": "Circle", "center": [106.05, 10.005], "radius_m": 300}
+
+
+@pytest.fixture(scope="module")
+async def env(stack, migrated_database):
+    settings = Settings(
+        database_url=migrated_database("location"),
+        redis_url=stack.redis.url,
+        idle_after_s=300,
+        offline_after_s=600,
+        overspeed_hysteresis_kph=5,
+        low_battery_pct=20,
+        low_battery_hysteresis_pct=5,
+    )
+    engine = create_engine(settings.database_url)
+    redis = Redis.from_url(stack.redis.url)
+    yield settings, create_sessionmaker(engine), redis
+    await redis.aclose()
+    await engine.dispose()
+
+
+SPEED_LIMITS: dict[uuid.UUID, float] = {}
+
+
+def make_detector(env) -> EventDetector:
+    settings, sessionmaker, redis = env
+    return create_event_detector(settings, redis, sessionmaker, SPEED_LIMITS.get)
+
+
+@pytest.fixture
+def detector(env) -> EventDetector:
+    return make_detector(env)
+
+
+class Device:
+    def __init__(self, org_id: uuid.UUID | None = None, speed_limit_kph: float | None = None):
+        self.org_id = org_id or uuid.uuid4()
+        self.device_id = uuid.uuid4()
+        self.vehicle_id = uuid.uuid4()
+        self.t = 0
+        if speed_limit_kph is not None:
+            SPEED_LIMITS[self.device_id] = speed_limit_kph
+
+    def at(self, lat=9.9, lon=105.9, *, dt_s=10, **fields) -> Position:
+        self.t += dt_s
+        return Position(
+            device_id=self.device_id,
+            vehicle_id=self.vehicle_id,
+            org_id=self.org_id,
+            recorded_at=T0 + timedelta(seconds=self.t),
+            lat=lat,
+            lon=lon,
+            **fields,
+        )
+
+
+async def events_of(redis: Redis, device: Device, type_: str | None = None) -> list[dict]:
+    found = []
+    for _id, fields in await redis.xrange(EVENTS_STREAM):
+        event = json.loads(fields[b"event"])
+        if event["device_id"] == str(device.device_id) and type_ in (None, event["type"]):
+            found.append(event)
+    return found
+
+
+async def add_geofence(env, org_id, name, geometry, **kw) -> str:
+    _settings, sessionmaker, _redis = env
+    async with sessionmaker() as session:
+        geofence = await service.create_geofence(
+            session, org_id, GeofenceCreate(name=name, geometry=geometry, **kw)
+        )
+    return str(geofence.id)
+
+
+async def test_polygon_and_circle_enter_and_exit_exactly_once(env, detector):
+    _s, _sm, redis = env
+    car = Device()
+    square = await add_geofence(env, car.org_id, "Depot", SQUARE)
+    circle = await add_geofence(env, car.org_id, "Customer", CIRCLE)
+    drive = [
+        car.at(9.99, 105.99),
+        car.at(10.005, 106.005),  # into the square
+        car.at(10.006, 106.006),
+        car.at(10.005, 106.02),  # out
+        car.at(10.005, 106.049),  # into the circle (~110 m from its centre)
+        car.at(10.0051, 106.0502),
+        car.at(10.005, 106.06),  # out (~1.1 km)
+    ]
+    await detector.positions_committed(drive[:3])
+    await detector.positions_committed(drive[:3])  # the pipeline replays a batch
+    await make_detector(env).positions_committed(drive[3:5])  # another replica / a restart
+    await detector.positions_committed(drive[3:])
+    events = [
+        (e["type"], e["details"]["geofence_id"])
+        for e in await events_of(redis, car)
+        if e["type"].startswith("geofence")
+    ]
+    assert events == [
+        ("geofence_enter", square),
+        ("geofence_exit", square),
+        ("geofence_enter", circle),
+        ("geofence_exit", circle),
+    ]
+    enter = (await events_of(redis, car, "geofence_enter"))[0]
+    assert enter["org_id"] == str(car.org_id)
+    assert enter["vehicle_id"] == str(car.vehicle_id)
+    assert enter["position"]["lat"] == 10.005
+    assert enter["ts"] == "2026-11-22T08:00:20Z"
+    assert enter["details"]["geofence_name"] == "Depot"
+    uuid.UUID(enter["id"])
+
+
+async def test_concurrent_replicas_fire_once(env):
+    _s, _sm, redis = env
+    car = Device()
+    await add_geofence(env, car.org_id, "Yard", SQUARE)
+    batch = [car.at(9.99, 105.99), car.at(10.005, 106.005)]
+    replicas = [make_detector(env) for _ in range(4)]
+    await asyncio.gather(*(r.positions_committed(batch) for r in replicas))
+    assert len(await events_of(redis, car, "geofence_enter")) == 1
+
+
+async def test_geofence_change_reaches_other_replicas(env):
+    _s, _sm, redis = env
+    replica = make_detector(env)
+    replica.start()
+    try:
+        car = Device()
+        await replica.positions_committed([car.at(10.005, 106.005)])  # builds an empty index
+        assert await events_of(redis, car) == []
+        gid = await add_geofence(env, car.org_id, "New", SQUARE)
+        await service.publish_geofences_changed(redis, car.org_id)
+        async with asyncio.timeout(5):
+            while car.org_id in replica.geofences._orgs:  # noqa: ASYNC110 - set by another task
+                await asyncio.sleep(0.02)
+        await replica.positions_committed([car.at(10.006, 106.006)])
+        [enter] = await events_of(redis, car, "geofence_enter")
+        assert enter["details"]["geofence_id"] == gid
+    finally:
+        await replica.stop()
+
+
+async def test_overspeed_one_event_per_episode_with_hysteresis(env, detector):
+    _s, _sm, redis = env
+    car = Device(speed_limit_kph=80)
+    speeds = [70, 85, 78, 95, 76, 82, 74, 60, 90, 60]
+    await detector.positions_committed([car.at(speed_kph=s) for s in speeds])
+    events = await events_of(redis, car, "overspeed")
+    assert [e["details"]["max_speed_kph"] for e in events] == [95, 90]
+    first = events[0]
+    assert first["details"]["limit_kph"] == 80
+    assert first["details"]["limit_source"] == "vehicle"
+    assert first["details"]["started_at"] == "2026-11-22T08:00:20Z"
+    assert first["details"]["ended_at"] == "2026-11-22T08:01:10Z"
+    assert first["position"]["speed_kph"] == 95
+
+
+async def test_geofence_speed_limit(env, detector):
+    _s, _sm, redis = env
+    car = Device(speed_limit_kph=100)
+    gid = await add_geofence(env, car.org_id, "School", SQUARE, speed_limit_kph=30)
+    await detector.positions_committed(
+        [
+            car.at(9.99, 105.99, speed_kph=60),
+            car.at(10.005, 106.005, speed_kph=45),
+            car.at(10.006, 106.006, speed_kph=20),
+        ]
+    )
+    [event] = await events_of(redis, car, "overspeed")
+    assert event["details"]["limit_source"] == "geofence"
+    assert event["details"]["geofence_id"] == gid
+    assert event["details"]["max_speed_kph"] == 45
+
+
+async def test_idle_after_configured_time(env, detector):
+    _s, _sm, redis = env
+    car = Device()
+    stay = dict(lat=10.1, lon=106.1, speed_kph=0, ignition=True)
+    await detector.positions_committed([car.at(**stay, dt_s=100) for _ in range(3)])
+    assert await events_of(redis, car, "idle") == []
+    await detector.positions_committed([car.at(**stay, dt_s=100) for _ in range(3)])
+    [idle] = await events_of(redis, car, "idle")
+    assert idle["details"]["duration_s"] == 300
+    # Moving re-arms it; ignition off never idles.
+    await detector.positions_committed(
+        [car.at(10.2, 106.2, speed_kph=40, ignition=True)]
+        + [car.at(10.2, 106.2, speed_kph=0, ignition=False, dt_s=200) for _ in range(3)]
+        + [car.at(10.2, 106.2, speed_kph=0, ignition=True, dt_s=200) for _ in range(3)]
+    )
+    assert len(await events_of(redis, car, "idle")) == 2
+
+
+async def test_low_battery_once_per_crossing(env, detector):
+    _s, _sm, redis = env
+    car = Device()
+    levels = [50, 19, 15, 18, 22, 12, 30, 10]
+    await detector.positions_committed([car.at(battery_pct=b) for b in levels])
+    events = await events_of(redis, car, "low_battery")
+    assert [e["details"]["battery_pct"] for e in events] == [19, 10]
+
+
+async def test_offline_after_silence_and_back_online(env, detector):
+    settings, _sm, redis = env
+    car = Device()
+    last = car.at(speed_kph=50)
+    await detector.positions_committed([last])
+    latest = {"recorded_at": last.recorded_at.isoformat(), "vehicle_id": str(car.vehicle_id)}
+    await redis.hset(latest_key(car.org_id), str(car.device_id), json.dumps(latest))
+    now = last.recorded_at.timestamp()
+    await detector.sweep_offline(now + settings.offline_after_s - 1)
+    assert await events_of(redis, car, "device_offline") == []
+    await detector.sweep_offline(now + settings.offline_after_s + 1)
+    await make_detector(env).sweep_offline(now + settings.offline_after_s + 30)
+    [offline] = await events_of(redis, car, "device_offline")
+    assert offline["details"]["source"] == "silence"
+    assert offline["vehicle_id"] == str(car.vehicle_id)
+    assert offline["details"]["silent_s"] == settings.offline_after_s + 1
+
+    await detector.positions_committed([car.at(speed_kph=0, dt_s=3600)])
+    [online] = await events_of(redis, car, "device_online")
+    assert online["details"]["source"] == "position"
+
+
+async def test_status_topic_online_offline(env, detector):
+    _s, _sm, redis = env
+    car = Device()
+    ids = dict(device_id=car.device_id, vehicle_id=car.vehicle_id, org_id=car.org_id)
+    await detector.device_status(**ids, online=True, at=T0)
+    await detector.device_status(**ids, online=True, at=T0 + timedelta(seconds=1))
+    await detector.device_status(**ids, online=False, at=T0 + timedelta(seconds=2))
+    await detector.device_status(**ids, online=False, at=T0 + timedelta(seconds=3))
+    types = [e["type"] for e in await events_of(redis, car)]
+    assert types == ["device_online", "device_offline"]
+
+
+async def test_status_offline_closes_an_overspeed_episode(env, detector):
+    _s, _sm, redis = env
+    car = Device(speed_limit_kph=50)
+    await detector.positions_committed([car.at(speed_kph=70), car.at(speed_kph=90)])
+    await detector.device_status(
+        device_id=car.device_id,
+        vehicle_id=car.vehicle_id,
+        org_id=car.org_id,
+        online=False,
+        at=T0 + timedelta(minutes=5),
+    )
+    [event] = await events_of(redis, car, "overspeed")
+    assert event["details"]["max_speed_kph"] == 90
+    assert event["details"]["ended_by"] == "offline"
+
+
+async def test_stream_is_capped(env):
+    settings, _sm, redis = env
+    assert settings.events_stream_maxlen >= 1000
+    info = await redis.xinfo_stream(EVENTS_STREAM)
+    assert info["length"] <= settings.events_stream_maxlen + 100

@@ -1,0 +1,1 @@
+"""Alerts raised by rules from events: listing, acknowledging, resolving."""

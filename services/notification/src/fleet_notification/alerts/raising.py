@@ -1,0 +1,148 @@
+"""Turning one event into alerts by the org's rules, with their pending deliveries.
+
+Idempotent by event id: an event the stream delivers again finds its alerts already there
+(unique on event and rule) and raises nothing. The cooldown is one conditional upsert per
+rule and vehicle, so concurrent consumers cannot both pass it.
+"""
+
+from datetime import datetime, time, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleet_notification.events import DEFAULT_SEVERITY, EventType
+from fleet_notification.models import Alert, AlertRule, Delivery, RuleCooldown
+
+
+class IncomingEvent(BaseModel):
+    """An entry of `fleet:events`, as the location service writes it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: UUID
+    type: EventType
+    org_id: UUID
+    vehicle_id: UUID | None = None
+    device_id: UUID | None = None
+    ts: AwareDatetime
+    position: dict[str, Any] | None = None
+    details: dict[str, Any] = {}
+
+
+def _clock(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def within_active_hours(rule: AlertRule, at: datetime) -> bool:
+    hours = rule.active_hours
+    if not hours:
+        return True
+    local = at.astimezone(ZoneInfo(rule.timezone))
+    start, end, now = _clock(hours["start"]), _clock(hours["end"]), local.time()
+    if start < end:
+        return start <= now < end and local.weekday() in hours["days"]
+    # A window over midnight belongs to the day it started on.
+    if now >= start:
+        return local.weekday() in hours["days"]
+    if now < end:
+        return (local - timedelta(days=1)).weekday() in hours["days"]
+    return False
+
+
+def _matches(rule: AlertRule, event: IncomingEvent) -> bool:
+    if rule.vehicle_ids and event.vehicle_id not in rule.vehicle_ids:
+        return False
+    if rule.geofence_ids:
+        try:
+            geofence_id = UUID(str(event.details.get("geofence_id")))
+        except ValueError:
+            return False
+        if geofence_id not in rule.geofence_ids:
+            return False
+    return within_active_hours(rule, event.ts)
+
+
+def _targets(rule: AlertRule) -> dict[str, dict[str, Any]]:
+    return {
+        "in_app": {},
+        "email": {"emails": list(rule.emails)},
+        "webhook": {"url": rule.webhook_url, "secret": rule.webhook_secret},
+        "push": {"user_ids": [str(u) for u in rule.push_user_ids]},
+    }
+
+
+async def _cooldown_passes(session: AsyncSession, rule: AlertRule, event: IncomingEvent) -> bool:
+    if rule.cooldown_s <= 0:
+        return True
+    subject = str(event.vehicle_id or event.device_id or "")
+    stmt = insert(RuleCooldown).values(rule_id=rule.id, subject=subject, last_alert_at=event.ts)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[RuleCooldown.rule_id, RuleCooldown.subject],
+        set_={"last_alert_at": stmt.excluded.last_alert_at},
+        where=RuleCooldown.last_alert_at
+        <= stmt.excluded.last_alert_at - timedelta(seconds=rule.cooldown_s),
+    ).returning(RuleCooldown.rule_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def raise_alerts(session: AsyncSession, event: IncomingEvent) -> list[UUID]:
+    """Create the event's alerts and deliveries in the session; returns the new alert ids."""
+    rules = await session.scalars(
+        select(AlertRule).where(
+            AlertRule.org_id == event.org_id,
+            AlertRule.active.is_(True),
+            AlertRule.event_types.contains([event.type]),
+        )
+    )
+    created: list[UUID] = []
+    for rule in rules:
+        if not _matches(rule, event):
+            continue
+        already = await session.scalar(
+            select(Alert.id).where(Alert.event_id == event.id, Alert.rule_id == rule.id)
+        )
+        if already is not None or not await _cooldown_passes(session, rule, event):
+            continue
+        alert_id = await session.scalar(
+            insert(Alert)
+            .values(
+                id=uuid4(),
+                org_id=event.org_id,
+                rule_id=rule.id,
+                rule_name=rule.name,
+                event_id=event.id,
+                type=event.type,
+                severity=rule.severity or DEFAULT_SEVERITY[event.type],
+                status="open",
+                vehicle_id=event.vehicle_id,
+                device_id=event.device_id,
+                position=event.position,
+                details=event.details,
+                occurred_at=event.ts,
+            )
+            .on_conflict_do_nothing(index_elements=[Alert.event_id, Alert.rule_id])
+            .returning(Alert.id)
+        )
+        if alert_id is None:
+            continue
+        targets = _targets(rule)
+        for channel in rule.channels:
+            session.add(
+                Delivery(
+                    alert_id=alert_id,
+                    org_id=event.org_id,
+                    channel=channel,
+                    target=targets[channel],
+                    status="pending",
+                    attempts=0,
+                    outcome={},
+                )
+            )
+        created.append(alert_id)
+    return created

@@ -1,0 +1,1 @@
+"""Alert rules: which events of which vehicles alert whom, over which channels, when."""
