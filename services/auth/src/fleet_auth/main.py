@@ -26,8 +26,6 @@ def _refuse_unsafe_production(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     _refuse_unsafe_production(settings)
-    # Loaded before the app exists: a bad key stops the process at start, saying why.
-    key_ring = load_key_ring(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         title="Fleet Tracker auth service",
     )
-    app.state.key_ring = key_ring
+    # Loaded while the app is built (after logging is set up, so its messages are JSON):
+    # a bad key stops the process at start, saying why.
+    app.state.key_ring = load_key_ring(settings)
     app.state.login_limiter = LoginLimiter(
         app.state.redis,
         per_account=settings.login_max_failures_per_account,
