@@ -5,15 +5,21 @@ a temporary folder and removed at the end. A test that needs to stop and start a
 (readiness, outage tests) asks for its own with `make_stack`.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleet_devstack.servers import free_port, remove_tree
@@ -89,9 +95,7 @@ def run_service():
     """Start a service as a real uvicorn process on a free port; returns its base URL."""
     processes: list[subprocess.Popen] = []
 
-    def factory(
-        service: str, env: dict[str, str], port: int | None = None
-    ) -> RunningService:
+    def factory(service: str, env: dict[str, str], port: int | None = None) -> RunningService:
         port = port or free_port()
         log = open(Path(tempfile.gettempdir()) / f"fleet-{service}-{port}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(
@@ -119,3 +123,200 @@ def run_service():
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@dataclass
+class AuthService(RunningService):
+    jwks_url: str = ""
+    internal_token: str = ""
+    keys_dir: Path | None = None  # holds the generated signing key (signing-key.pem)
+
+
+TEST_PASSWORD = "Fleet-Test-Passw0rd!"  # noqa: S105 - a throwaway password for test users
+TEST_FIREBASE_PROJECT = "fleet-tracker-test"
+
+
+@pytest.fixture(scope="session")
+def auth_service(stack: Stack, migrated_database, run_service) -> Iterator[AuthService]:
+    """The real auth service on the session stack (own migrated database, generated key).
+
+    Firebase sign-in runs in emulator mode (project `fleet-tracker-test`): firebase-admin
+    accepts unsigned emulator tokens and never contacts the emulator host to verify them.
+    """
+    port = free_port()
+    jwks_url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    keys_dir = Path(tempfile.mkdtemp(prefix="fleet-auth-keys-"))
+    env = {
+        "AUTH_DATABASE_URL": migrated_database("auth"),
+        "REDIS_URL": stack.redis.url,
+        "AUTH_JWKS_URL": jwks_url,
+        "AUTH_KEYS_DIR": str(keys_dir),
+        "INTERNAL_SERVICE_TOKEN": stack.secrets["internal_token"],
+        "AUTH_FIREBASE_PROJECT_ID": TEST_FIREBASE_PROJECT,
+        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+    }
+    running = run_service("auth", env, port=port)
+    yield AuthService(
+        running.url,
+        running.process,
+        running.log_path,
+        jwks_url=jwks_url,
+        internal_token=stack.secrets["internal_token"],
+        keys_dir=keys_dir,
+    )
+    remove_tree(keys_dir)
+
+
+@dataclass
+class TestOrg:
+    """An organization with one user per role; the role fields hold access tokens."""
+
+    __test__ = False  # not a test class, despite the name
+
+    org_id: str
+    admin: str
+    dispatcher: str
+    viewer: str
+    user_ids: dict[str, str] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)
+    password: str = TEST_PASSWORD
+
+    def token(self, role: str = "admin") -> str:
+        return {"admin": self.admin, "dispatcher": self.dispatcher, "viewer": self.viewer}[role]
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role)}"}
+
+
+@pytest.fixture(scope="session")
+def make_org(auth_service: AuthService):
+    """Register a new organization through the auth API, with a dispatcher and a viewer."""
+
+    def factory(name: str | None = None) -> TestOrg:
+        tag = uuid.uuid4().hex[:10]
+        emails = {role: f"{role}-{tag}@example.com" for role in ("admin", "dispatcher", "viewer")}
+        with httpx.Client(base_url=auth_service.url, timeout=30.0) as client:
+            response = client.post(
+                "/api/v1/auth/register",
+                json={
+                    "org_name": name or f"Test org {tag}",
+                    "email": emails["admin"],
+                    "password": TEST_PASSWORD,
+                    "full_name": f"Admin {tag}",
+                },
+            )
+            response.raise_for_status()
+            registered = response.json()
+            admin_headers = {"Authorization": f"Bearer {registered['access_token']}"}
+            tokens = {"admin": registered["access_token"]}
+            user_ids = {"admin": registered["user"]["id"]}
+            for role in ("dispatcher", "viewer"):
+                created = client.post(
+                    "/api/v1/users",
+                    headers=admin_headers,
+                    json={
+                        "email": emails[role],
+                        "password": TEST_PASSWORD,
+                        "full_name": f"{role.title()} {tag}",
+                        "role": role,
+                    },
+                )
+                created.raise_for_status()
+                user_ids[role] = created.json()["id"]
+                login = client.post(
+                    "/api/v1/auth/login", json={"email": emails[role], "password": TEST_PASSWORD}
+                )
+                login.raise_for_status()
+                tokens[role] = login.json()["access_token"]
+        return TestOrg(
+            org_id=registered["org"]["id"],
+            admin=tokens["admin"],
+            dispatcher=tokens["dispatcher"],
+            viewer=tokens["viewer"],
+            user_ids=user_ids,
+            emails=emails,
+        )
+
+    return factory
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="session")
+def bad_tokens(auth_service: AuthService):
+    """Factory: access tokens every service must refuse with 401, by name, for a `TestOrg`.
+
+    `expired` (real key), `tampered` (role changed after signing), `alg_none`,
+    `hs256_public_key` (HMAC keyed with the public key), `unknown_kid` (another key),
+    `wrong_issuer` (real key), `garbage`.
+    """
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = (auth_service.keys_dir / "signing-key.pem").read_bytes()
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    jwks = httpx.get(auth_service.jwks_url, timeout=10).json()
+    kid = jwks["keys"][0]["kid"]
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def factory(org: TestOrg, role: str = "viewer") -> dict[str, str]:
+        valid = org.token(role)
+        claims = jwt.decode(valid, options={"verify_signature": False})
+        now = int(time.time())
+        header, _payload, signature = valid.split(".")
+        tampered_claims = {**claims, "sub": str(uuid.uuid4()), "role": "admin"}
+        tampered_payload = _b64url(json.dumps(tampered_claims).encode())
+
+        def unsigned(alg: str) -> str:
+            head = _b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode())
+            return f"{head}.{_b64url(json.dumps(claims).encode())}"
+
+        hs_input = unsigned("HS256")
+        hs_signature = _b64url(hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest())
+        return {
+            "expired": jwt.encode(
+                {**claims, "iat": now - 3600, "exp": now - 600},
+                private_key,
+                algorithm="EdDSA",
+                headers={"kid": kid},
+            ),
+            "tampered": f"{header}.{tampered_payload}.{signature}",
+            "alg_none": unsigned("none") + ".",
+            "hs256_public_key": f"{hs_input}.{hs_signature}",
+            "unknown_kid": jwt.encode(
+                claims,
+                ed25519.Ed25519PrivateKey.generate(),
+                algorithm="EdDSA",
+                headers={"kid": "not-a-published-key"},
+            ),
+            "wrong_issuer": jwt.encode(
+                {**claims, "iss": "someone-else"},
+                private_key,
+                algorithm="EdDSA",
+                headers={"kid": kid},
+            ),
+            "garbage": "not.a.token",
+        }
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def sign_token(auth_service: AuthService):
+    """Sign arbitrary access-token claims with the auth service's current key."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (auth_service.keys_dir / "signing-key.pem").read_bytes()
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    kid = httpx.get(auth_service.jwks_url, timeout=10).json()["keys"][0]["kid"]
+
+    def sign(claims: dict) -> str:
+        return jwt.encode(claims, private_key, algorithm="EdDSA", headers={"kid": kid})
+
+    return sign

@@ -1,8 +1,22 @@
 """Gateway settings, read from the environment with the `GATEWAY_` prefix."""
 
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from fleet_common.settings import CommonSettings
+
+
+class RateLimit(BaseModel):
+    requests: int = Field(ge=1)
+    window_s: int = Field(ge=1, le=86400)
+
+
+# Per user (per address when anonymous; per device for OsmAnd ingest) and route group.
+DEFAULT_RATE_LIMITS = {
+    "auth": RateLimit(requests=30, window_s=60),
+    "ingest": RateLimit(requests=600, window_s=60),
+    "api": RateLimit(requests=1200, window_s=60),
+}
 
 
 class Settings(CommonSettings):
@@ -12,3 +26,32 @@ class Settings(CommonSettings):
     vehicle_url: str = "http://127.0.0.1:8002"
     location_url: str = "http://127.0.0.1:8003"
     notification_url: str = "http://127.0.0.1:8004"
+
+    upstream_timeout_s: float = Field(30.0, gt=0)
+    upstream_connect_timeout_s: float = Field(3.0, gt=0)
+    upstream_max_connections: int = Field(200, ge=1)
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+
+    # JSON, e.g. {"api": {"requests": 600, "window_s": 60}}; groups not given keep defaults.
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    cors_origins: list[str] = []
+    # Load balancers in front of the gateway whose X-Forwarded-For is believed.
+    trusted_proxies: list[str] = []
+
+    ws_ping_interval_s: float = Field(20.0, gt=0)
+    # Missed pongs after which a socket is considered dead: closed after this many intervals.
+    ws_missed_pings: int = Field(3, ge=1)
+    ws_queue_size: int = Field(256, ge=1)
+
+    def upstream_urls(self) -> dict[str, str]:
+        return {
+            "auth": self.auth_url,
+            "vehicle": self.vehicle_url,
+            "location": self.location_url,
+            "notification": self.notification_url,
+        }
+
+    def rate_limit(self, group: str) -> RateLimit:
+        return self.rate_limits.get(group) or DEFAULT_RATE_LIMITS.get(
+            group, DEFAULT_RATE_LIMITS["api"]
+        )

@@ -1,14 +1,72 @@
 """The gateway app: the only public HTTP entry."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from fleet_common.app import create_service_app
+from fleet_common.health import HealthCheck
 from fleet_gateway.config import Settings
+from fleet_gateway.live import LiveHub, live_socket
+from fleet_gateway.proxy import create_upstream_clients, forward
+from fleet_gateway.rate_limit import RateLimiter
+from fleet_gateway.security_headers import SecurityHeadersMiddleware
+
+PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _upstream_check(app: FastAPI, name: str) -> HealthCheck:
+    async def check() -> None:
+        response = await app.state.upstreams[name].get("/health/readiness")
+        if response.status_code != 200:
+            raise httpx.HTTPStatusError(
+                f"readiness {response.status_code}", request=response.request, response=response
+            )
+
+    # Not critical: with one service down the gateway still serves the others (and answers
+    # 503 naming the missing one); failing readiness would take the whole API offline.
+    return HealthCheck(name, check, critical=False)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    upstream_names = list(settings.upstream_urls())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.upstreams = create_upstream_clients(settings)
+        app.state.live_hub = LiveHub(app.state.redis)
+        try:
+            yield
+        finally:
+            await app.state.live_hub.close()
+            for client in app.state.upstreams.values():
+                await client.aclose()
+
+    app: FastAPI
     # The rate limiter fails open, so Redis being down degrades the gateway, not stops it.
-    return create_service_app(
-        service="gateway", settings=settings, redis_critical=False, title="Fleet Tracker API"
+    app = create_service_app(
+        service="gateway",
+        settings=settings,
+        redis_critical=False,
+        lifespan=lifespan,
+        health_checks=[],
+        title="Fleet Tracker API",
     )
+    app.state.health_checks.extend(_upstream_check(app, name) for name in upstream_names)
+    app.state.rate_limiter = RateLimiter(app.state.redis)
+    app.add_api_websocket_route("/api/v1/ws", live_socket)
+    app.add_api_route("/{path:path}", forward, methods=PROXIED_METHODS, include_in_schema=False)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=PROXIED_METHODS,
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
+    return app

@@ -1,16 +1,96 @@
 """The vehicle service app."""
 
-from fastapi import FastAPI
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import APIRouter, FastAPI
 
 from fleet_common.app import create_service_app
+from fleet_common.health import HealthCheck
+from fleet_common.logging import get_logger
+from fleet_vehicle.broker.credentials import DeviceBroker
+from fleet_vehicle.broker.dynsec import DynsecClient
+from fleet_vehicle.broker.reconcile import reconcile
 from fleet_vehicle.config import Settings
+from fleet_vehicle.devices.router import router as devices_router
+from fleet_vehicle.devices.service import BrokerAddress
+from fleet_vehicle.drivers.router import router as drivers_router
+from fleet_vehicle.internal.router import router as internal_router
+from fleet_vehicle.vehicles.router import router as vehicles_router
+
+log = get_logger(__name__)
+
+
+async def _reconcile_logged(app: FastAPI) -> None:
+    try:
+        await reconcile(app.state.sessionmaker, app.state.device_broker, app.state.redis)
+    except Exception:
+        # The service still serves; the next reconnection or `fleet-vehicle-reconcile` retries.
+        log.exception("reconcile failed")
+
+
+async def _reconcile_on_every_connection(app: FastAPI, dynsec: DynsecClient) -> None:
+    """A broker that restarts may come back with other dynsec state (a restore, a wipe)."""
+    while True:
+        await dynsec.ready.get()
+        await _reconcile_logged(app)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    return create_service_app(
+    dynsec = DynsecClient(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.mqtt_admin_username,
+        settings.mqtt_admin_password.get_secret_value(),
+        command_timeout_s=settings.broker_command_timeout_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await dynsec.start()
+        if await dynsec.wait_connected(settings.broker_startup_wait_s):
+            while not dynsec.ready.empty():
+                dynsec.ready.get_nowait()
+            await _reconcile_logged(app)
+        else:
+            log.warning(
+                "MQTT broker unreachable at start-up; reconciling once it connects",
+                host=settings.mqtt_host,
+                port=settings.mqtt_port,
+            )
+        watcher = asyncio.create_task(_reconcile_on_every_connection(app, dynsec))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+            await dynsec.stop()
+
+    app = create_service_app(
         service="vehicle",
         settings=settings,
         database_url=settings.database_url,
+        lifespan=lifespan,
+        health_checks=[HealthCheck("broker", dynsec.ping)],
         title="Fleet Tracker vehicle service",
+        description=(
+            "Vehicles, drivers, devices and per-device MQTT broker credentials. Deleting a "
+            "vehicle, driver or device archives it: it leaves the lists, stays readable by id "
+            "and keeps its assignment history."
+        ),
     )
+    app.state.dynsec = dynsec
+    app.state.device_broker = DeviceBroker(dynsec)
+    app.state.broker_address = BrokerAddress(
+        settings.mqtt_public_host or settings.mqtt_host,
+        settings.mqtt_public_port or settings.mqtt_port,
+    )
+    api = APIRouter(prefix="/api/v1")
+    for router in (vehicles_router, drivers_router, devices_router):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(internal_router)
+    return app

@@ -1,0 +1,223 @@
+"""The live WebSocket: `/api/v1/ws?token=…` relays the org's `fleet:live:{org_id}` messages.
+
+One Redis subscription per org per process (`LiveHub`), fanned out to that org's sockets.
+Each socket has one writer task (everything it is sent goes through its queue), app-level
+pings (`{"type": "ping"}`, answered by any client message, normally `{"type": "pong"}`), and
+closes when its token expires unless the client sends `{"type": "token", "token": …}` with
+a fresh token of the same user.
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+from uuid import UUID
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from fleet_common.auth import Principal, TokenVerifier
+from fleet_common.errors import ProblemError
+from fleet_common.logging import get_logger
+from fleet_common.redis import live_channel
+from fleet_gateway.config import Settings
+
+log = get_logger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_PING_TIMEOUT = 4408
+CLOSE_TRY_AGAIN_LATER = 1013  # the client reads too slowly to keep up
+
+
+class Subscriber:
+    """One socket's inbox. Overflow marks it for closing instead of blocking the org's feed."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(size)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, message: str) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class LiveHub:
+    """Shares one Redis pub/sub subscription per org among that org's sockets."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._subscribers: dict[UUID, set[Subscriber]] = {}
+        self._readers: dict[UUID, asyncio.Task[None]] = {}
+        self._subscribed: dict[UUID, asyncio.Event] = {}
+
+    def subscription_count(self) -> int:
+        return len(self._readers)
+
+    async def join(self, org_id: UUID, subscriber: Subscriber, *, wait_s: float = 5.0) -> None:
+        """Add a socket; the first of an org starts the org's subscription."""
+        self._subscribers.setdefault(org_id, set()).add(subscriber)
+        if org_id not in self._readers:
+            self._subscribed[org_id] = asyncio.Event()
+            self._readers[org_id] = asyncio.create_task(self._read(org_id))
+        # Messages published after join() returns are delivered (unless Redis is down).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await self._subscribed[org_id].wait()
+
+    async def leave(self, org_id: UUID, subscriber: Subscriber) -> None:
+        subscribers = self._subscribers.get(org_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self._subscribers[org_id]
+            self._subscribed.pop(org_id, None)
+            reader = self._readers.pop(org_id, None)
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def close(self) -> None:
+        for org_id in list(self._readers):
+            reader = self._readers.pop(org_id)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        self._subscribers.clear()
+
+    async def _read(self, org_id: UUID) -> None:
+        channel = live_channel(org_id)
+        backoff_s = 0.5
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    self._subscribed[org_id].set()
+                    backoff_s = 0.5
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=30.0
+                        )
+                        if message is None or message["type"] != "message":
+                            continue
+                        data = message["data"]
+                        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+                        for subscriber in list(self._subscribers.get(org_id, ())):
+                            subscriber.offer(text)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("live subscription lost; retrying", org_id=str(org_id), error=str(exc))
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 10.0)
+
+
+async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
+    while True:
+        message = await subscriber.queue.get()
+        await websocket.send_text(message)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await websocket.close(code, reason)
+
+
+async def live_socket(websocket: WebSocket) -> None:
+    """`/api/v1/ws?token=…`. Accepted first so that a bad token can be refused with 4401
+    (a refusal during the handshake could only be an HTTP 403)."""
+    settings: Settings = websocket.app.state.settings
+    verifier: TokenVerifier = websocket.app.state.token_verifier
+    hub: LiveHub = websocket.app.state.live_hub
+    await websocket.accept()
+    try:
+        principal = await verifier.verify(websocket.query_params.get("token") or "")
+    except ProblemError as exc:
+        await _close(websocket, CLOSE_UNAUTHORIZED, exc.detail[:120])
+        return
+
+    subscriber = Subscriber(settings.ws_queue_size)
+    await hub.join(principal.org_id, subscriber)
+    writer = asyncio.create_task(_pump(websocket, subscriber))
+    overflow = asyncio.create_task(subscriber.overflowed.wait())
+    receiver: asyncio.Task[str] | None = None
+    close_code, close_reason = 1000, ""
+    try:
+        expires_at = principal.expires_at
+        last_heard = time.monotonic()
+        next_ping = last_heard + settings.ws_ping_interval_s
+        dead_after_s = settings.ws_ping_interval_s * settings.ws_missed_pings
+        while True:
+            if receiver is None:
+                receiver = asyncio.create_task(websocket.receive_text())
+            now = time.monotonic()
+            until_expiry = expires_at - time.time()
+            if until_expiry <= 0:
+                close_code, close_reason = CLOSE_UNAUTHORIZED, "token expired"
+                break
+            if now - last_heard > dead_after_s:
+                close_code, close_reason = CLOSE_PING_TIMEOUT, "no answer to pings"
+                break
+            if now >= next_ping:
+                subscriber.offer(json.dumps({"type": "ping", "ts": int(time.time())}))
+                next_ping = now + settings.ws_ping_interval_s
+            timeout = max(0.01, min(until_expiry, next_ping - now))
+            done, _ = await asyncio.wait(
+                {receiver, writer, overflow}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if writer in done:
+                break  # the peer is gone (send failed)
+            if overflow in done:
+                close_code, close_reason = CLOSE_TRY_AGAIN_LATER, "client too slow"
+                break
+            if receiver in done:
+                text = receiver.result()  # raises WebSocketDisconnect when the peer left
+                receiver = None
+                last_heard = time.monotonic()
+                renewed = await _renewed_expiry(text, principal, verifier)
+                if renewed is False:
+                    close_code, close_reason = CLOSE_UNAUTHORIZED, "invalid token"
+                    break
+                if renewed is not None:
+                    expires_at = renewed
+                    subscriber.offer(json.dumps({"type": "token_accepted", "expires_at": renewed}))
+    except WebSocketDisconnect:
+        close_code = 0
+    finally:
+        for task in (writer, overflow, receiver):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in (writer, overflow, receiver) if t is not None), return_exceptions=True
+        )
+        await hub.leave(principal.org_id, subscriber)
+        if close_code:
+            await _close(websocket, close_code, close_reason)
+
+
+async def _renewed_expiry(
+    text: str, principal: Principal, verifier: TokenVerifier
+) -> int | bool | None:
+    """The new expiry for a valid `{"type": "token"}` message, False for an invalid one,
+    None for any other message."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "token":
+        return None
+    token = message.get("token")
+    if not isinstance(token, str):
+        return False
+    try:
+        fresh = await verifier.verify(token)
+    except ProblemError:
+        return False
+    if fresh.user_id != principal.user_id or fresh.org_id != principal.org_id:
+        return False
+    return fresh.expires_at

@@ -1,0 +1,1 @@
+"""Device credentials on the MQTT broker, administered through Mosquitto's dynamic security."""

@@ -1,0 +1,228 @@
+"""Tables of the vehicle service: vehicles, drivers, devices and their assignment history.
+
+Vehicles, drivers and devices are archived (`archived_at`), never deleted, so that the
+history of who drove what and which device sat in which vehicle stays readable.
+"""
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fleet_vehicle.database import Base
+
+
+class VehicleType(StrEnum):
+    car = "car"
+    van = "van"
+    truck = "truck"
+    bus = "bus"
+    motorcycle = "motorcycle"
+    other = "other"
+
+
+class VehicleStatus(StrEnum):
+    active = "active"
+    inactive = "inactive"
+    maintenance = "maintenance"
+    retired = "retired"
+
+
+class DeviceProtocol(StrEnum):
+    mqtt = "mqtt"
+    owntracks = "owntracks"
+    osmand = "osmand"
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class Vehicle(Base):
+    __tablename__ = "vehicles"
+    __table_args__ = (
+        # A plate is unique among the org's vehicles in service; an archived vehicle frees it.
+        Index(
+            "uq_vehicles_org_id_plate",
+            "org_id",
+            text("lower(plate)"),
+            unique=True,
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        Index("ix_vehicles_org_id_name", "org_id", "name"),
+        CheckConstraint("speed_limit_kph IS NULL OR speed_limit_kph > 0", name="speed_limit"),
+        CheckConstraint("odometer_km >= 0", name="odometer"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    plate: Mapped[str] = mapped_column(String(20), nullable=False)
+    vin: Mapped[str | None] = mapped_column(String(17))
+    make: Mapped[str | None] = mapped_column(String(60))
+    model: Mapped[str | None] = mapped_column(String(60))
+    year: Mapped[int | None] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(20), nullable=False, default=VehicleType.car)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default=VehicleStatus.active)
+    speed_limit_kph: Mapped[float | None] = mapped_column(Double)
+    group: Mapped[str | None] = mapped_column("group_name", String(60))
+    tags: Mapped[list[str]] = mapped_column(
+        ARRAY(String(40)), nullable=False, server_default="{}", default=list
+    )
+    notes: Mapped[str | None] = mapped_column(Text)
+    odometer_km: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Driver(Base):
+    __tablename__ = "drivers"
+    __table_args__ = (
+        Index(
+            "uq_drivers_org_id_licence_number",
+            "org_id",
+            text("lower(licence_number)"),
+            unique=True,
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        Index("ix_drivers_org_id_name", "org_id", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    licence_number: Mapped[str] = mapped_column(String(40), nullable=False)
+    licence_expiry: Mapped[date | None] = mapped_column(Date)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        # The uid is the broker username and a topic segment: unique across all orgs.
+        Index(
+            "uq_devices_uid",
+            "uid",
+            unique=True,
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        Index("ix_devices_org_id_name", "org_id", "name"),
+        Index("ix_devices_vehicle_id", "vehicle_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    uid: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    model: Mapped[str | None] = mapped_column(String(60))
+    protocol: Mapped[str] = mapped_column(String(20), nullable=False, default=DeviceProtocol.mqtt)
+    vehicle_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("vehicles.id")
+    )
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Set when reconcile had to re-create the device's broker client with a new password that
+    # nobody has seen: the admin must rotate the credentials and re-provision the device.
+    credentials_reset_required: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
+    credentials_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DriverAssignment(Base):
+    """A driver at the wheel of a vehicle from `started_at` until `ended_at` (open: now)."""
+
+    __tablename__ = "driver_assignments"
+    __table_args__ = (
+        Index(
+            "uq_driver_assignments_open_vehicle",
+            "vehicle_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index(
+            "uq_driver_assignments_open_driver",
+            "driver_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_driver_assignments_org_id_started_at", "org_id", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    vehicle_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("vehicles.id"), nullable=False
+    )
+    driver_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("drivers.id"), nullable=False
+    )
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+class DeviceAssignment(Base):
+    """A device fitted to a vehicle from `started_at` until `ended_at` (open: now)."""
+
+    __tablename__ = "device_assignments"
+    __table_args__ = (
+        Index(
+            "uq_device_assignments_open_device",
+            "device_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_device_assignments_vehicle_id", "vehicle_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("devices.id"), nullable=False
+    )
+    vehicle_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("vehicles.id"), nullable=False
+    )
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

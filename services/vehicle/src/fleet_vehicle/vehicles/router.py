@@ -1,0 +1,134 @@
+"""HTTP routes of /vehicles."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from fleet_common.auth import CurrentUser, DispatcherUser
+from fleet_common.db import SessionDep
+from fleet_vehicle.listing import LimitQuery, OffsetQuery, Page, sort_pattern
+from fleet_vehicle.models import VehicleStatus, VehicleType
+from fleet_vehicle.validation import Tag, text_field
+from fleet_vehicle.vehicles import service
+from fleet_vehicle.vehicles.schemas import (
+    DeviceAssignmentOut,
+    DriverAssignmentOut,
+    DriverAssignmentRequest,
+    VehicleCreate,
+    VehicleOut,
+    VehicleUpdate,
+)
+
+router = APIRouter(prefix="/vehicles", tags=["vehicles"])
+
+SortQuery = Annotated[
+    str,
+    Query(
+        pattern=sort_pattern(list(service.SORT_COLUMNS)),
+        description="A field, `-field` for descending: " + ", ".join(service.SORT_COLUMNS),
+    ),
+]
+
+
+@router.get("", response_model=Page[VehicleOut])
+async def list_vehicles(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
+    sort: SortQuery = "name",
+    status_: Annotated[VehicleStatus | None, Query(alias="status")] = None,
+    type_: Annotated[VehicleType | None, Query(alias="type")] = None,
+    group: Annotated[text_field(60) | None, Query()] = None,
+    tag: Annotated[Tag | None, Query()] = None,
+    q: Annotated[text_field(100) | None, Query(description="Search in name and plate")] = None,
+    include_archived: bool = False,
+):
+    filters = service.VehicleFilters(
+        status=status_, type=type_, group=group, tag=tag, q=q, include_archived=include_archived
+    )
+    rows, total = await service.list_vehicles(session, user.org_id, filters, sort, limit, offset)
+    return Page(items=await service.to_out(session, rows), total=total, limit=limit, offset=offset)
+
+
+@router.post("", response_model=VehicleOut, status_code=status.HTTP_201_CREATED)
+async def create_vehicle(body: VehicleCreate, user: DispatcherUser, session: SessionDep):
+    vehicle = await service.create_vehicle(session, user, body)
+    return (await service.to_out(session, [vehicle]))[0]
+
+
+@router.get("/{vehicle_id}", response_model=VehicleOut)
+async def get_vehicle(vehicle_id: uuid.UUID, user: CurrentUser, session: SessionDep):
+    """A vehicle, also once archived (deleted): `archived_at` is then set."""
+    vehicle = await service.get_vehicle(session, user.org_id, vehicle_id)
+    return (await service.to_out(session, [vehicle]))[0]
+
+
+@router.patch("/{vehicle_id}", response_model=VehicleOut)
+async def update_vehicle(
+    vehicle_id: uuid.UUID,
+    body: VehicleUpdate,
+    user: DispatcherUser,
+    session: SessionDep,
+    request: Request,
+):
+    vehicle = await service.update_vehicle(session, request.app.state.redis, user, vehicle_id, body)
+    return (await service.to_out(session, [vehicle]))[0]
+
+
+@router.delete(
+    "/{vehicle_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    description=(
+        "Soft delete: the vehicle is archived (`archived_at` set), leaves the lists (unless "
+        "`include_archived=true`), its driver and devices are unassigned, and it stays "
+        "readable by id together with its driver and device history. Its plate becomes "
+        "free for a new vehicle. Deleting an archived vehicle again does nothing."
+    ),
+)
+async def delete_vehicle(
+    vehicle_id: uuid.UUID, user: DispatcherUser, session: SessionDep, request: Request
+) -> None:
+    await service.archive_vehicle(session, request.app.state.redis, user, vehicle_id)
+
+
+@router.put(
+    "/{vehicle_id}/driver",
+    response_model=DriverAssignmentOut | None,
+    description=(
+        "Put a driver in the vehicle (`driver_id`), ending the vehicle's and the driver's "
+        "open assignments, or take the current driver out (`null`, answered with null)."
+    ),
+)
+async def assign_driver(
+    vehicle_id: uuid.UUID, body: DriverAssignmentRequest, user: DispatcherUser, session: SessionDep
+):
+    return await service.assign_driver(session, user, vehicle_id, body.driver_id)
+
+
+@router.get("/{vehicle_id}/driver-assignments", response_model=Page[DriverAssignmentOut])
+async def driver_assignments(
+    vehicle_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
+):
+    """Who drove this vehicle and when, newest first."""
+    rows, total = await service.driver_history(session, user.org_id, vehicle_id, limit, offset)
+    return Page(items=rows, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{vehicle_id}/device-assignments", response_model=Page[DeviceAssignmentOut])
+async def device_assignments(
+    vehicle_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
+):
+    """Which devices were fitted to this vehicle and when, newest first."""
+    rows, total = await service.device_history(session, user.org_id, vehicle_id, limit, offset)
+    return Page(items=rows, total=total, limit=limit, offset=offset)
