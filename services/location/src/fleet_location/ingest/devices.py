@@ -8,6 +8,7 @@ the whole cache is dropped, since invalidations may have been missed.
 """
 
 import asyncio
+import re
 import time
 from uuid import UUID
 
@@ -24,6 +25,9 @@ from fleet_location.ingest.parsing import DeviceInfo
 log = get_logger(__name__)
 
 MISSING = object()  # not in the cache (or expired): ask `resolve`
+# The vehicle service's uid rule: anything else cannot be a device (and never reaches a URL).
+MAX_ENTRIES = 200_000
+UID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 
 
 class DirectoryUnavailable(Exception):
@@ -75,6 +79,9 @@ class DeviceDirectory:
         return entry[0]
 
     def _store(self, uid: str, device: DeviceInfo | None) -> None:
+        if device is None and len(self._entries) > MAX_ENTRIES:
+            # Random uids must not grow the cache without bound: forget unknown ones.
+            self._entries = {k: v for k, v in self._entries.items() if v[0] is not None}
         ttl = self._ttl_s if device is not None else self._negative_ttl_s
         self._entries[uid] = (device, time.monotonic() + ttl)
         if device is not None:
@@ -85,6 +92,9 @@ class DeviceDirectory:
         cached = self.lookup(uid)
         if cached is not MISSING:
             return cached
+        if not UID_PATTERN.match(uid):
+            self._store(uid, None)
+            return None
         future = self._inflight.get(uid)
         if future is None:
             future = asyncio.ensure_future(self._fetch(uid))

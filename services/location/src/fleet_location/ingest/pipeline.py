@@ -232,6 +232,10 @@ class IngestPipeline:
             if len(item.payload) > self.settings.max_payload_bytes:
                 raise Rejected(Reason.TOO_LARGE, "payload is larger than allowed")
             if kind == "status":
+                if not item.payload:  # a retained status being cleared
+                    metrics.IGNORED.labels("status").inc()
+                    self._add(acks=[ack])
+                    return
                 online = _status(item.payload)
                 self._add(acks=[ack], status=StatusChange(device, online, now))
                 return
