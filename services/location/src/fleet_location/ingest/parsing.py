@@ -6,6 +6,7 @@ onto the same fields and validated by one function, `build_position`. A bad posi
 """
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ KNOTS_TO_KPH = 1.852
 MPS_TO_KPH = 3.6
 MAX_ATTRS_BYTES = 4096
 MAX_UID_LENGTH = 128
+_SPACE_OFFSET = re.compile(r"(?<=\d) (\d{2}:?\d{2})$")
 
 
 class Reason:
@@ -134,10 +136,7 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
         try:
             number = float(text)
         except ValueError:
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                raise Rejected(Reason.INVALID_PAYLOAD, "ts must be ISO 8601 or Unix time") from None
+            parsed = _iso(text)
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
         value = number
     if not isinstance(value, int | float):
@@ -152,6 +151,18 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         raise Rejected(Reason.OUT_OF_RANGE, "ts is out of range") from None
+
+
+def _iso(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    # An unencoded "+01:00" offset in a query string arrives as " 01:00".
+    try:
+        return datetime.fromisoformat(_SPACE_OFFSET.sub(r"+\1", text))
+    except ValueError:
+        raise Rejected(Reason.INVALID_PAYLOAD, "ts must be ISO 8601 or Unix time") from None
 
 
 def _attrs(value: Any) -> dict[str, Any]:
