@@ -127,6 +127,23 @@ async def db(location_database) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
+async def db_for() -> AsyncIterator:
+    """`await db_for(url)`: an asyncpg pool on another database, closed at the end."""
+    pools: list[asyncpg.Pool] = []
+
+    async def factory(database_url: str) -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            database_url.replace("postgresql+asyncpg://", "postgresql://"), min_size=0, max_size=2
+        )
+        pools.append(pool)
+        return pool
+
+    yield factory
+    for pool in pools:
+        pool.terminate()
+
+
+@pytest.fixture(scope="session")
 async def redis(stack) -> AsyncIterator[Redis]:
     client = Redis.from_url(stack.redis.url)
     yield client

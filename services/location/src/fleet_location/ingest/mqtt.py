@@ -42,6 +42,7 @@ class MqttConsumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
 
     def start(self) -> None:
@@ -82,9 +83,16 @@ class MqttConsumer:
             return
         group = self._settings.mqtt_share_group
         client.subscribe([(f"$share/{group}/{topic}", SubscribeOptions(qos=1)) for topic in TOPICS])
+        log.info("MQTT connected", session_present=flags.session_present)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("MQTT subscription refused", reasons=refused)
+            return
+        # Ready only once the broker has confirmed the subscriptions.
         self._connected.set()
         metrics.MQTT_CONNECTED.set(1)
-        log.info("MQTT connected", session_present=flags.session_present)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()
