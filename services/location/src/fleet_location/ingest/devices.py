@@ -127,7 +127,7 @@ class DeviceDirectory:
         entry = self._entries.get(uid)
         if entry is not None:
             return entry[0]
-        log.warning("device lookup failed", uid=uid, error=str(exc))
+        log.warning("device lookup failed", uid=uid, error=f"{type(exc).__name__}: {exc}")
         raise DirectoryUnavailable(str(exc)) from exc
 
     def invalidate(self, uid: str | None = None, device_id: UUID | None = None) -> None:
