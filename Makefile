@@ -33,3 +33,7 @@ lint: sync
 format: sync
 	@$(UV) run --no-sync ruff check --fix .
 	@$(UV) run --no-sync ruff format .
+
+.PHONY: bench-ingest
+bench-ingest: sync
+	@$(UV) run --no-sync python services/location/bench/ingest.py
