@@ -29,6 +29,7 @@ from fleet_gateway.routing import match_route
         ("/api/v1/positions/nearby", "location", False),
         ("/api/v1/geofences/3", "location", False),
         ("/api/v1/reports/summary", "location", False),
+        ("/api/v1/ingest/rejections", "location", False),
         ("/api/v1/alerts/9/ack", "notification", False),
         ("/api/v1/alert-rules", "notification", False),
         ("/api/v1/push-tokens", "notification", False),

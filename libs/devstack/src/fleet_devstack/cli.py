@@ -22,7 +22,14 @@ from fleet_devstack.stack import (
 
 STATE_DIR = Path(os.environ.get("FLEET_STATE_DIR", REPO_ROOT / ".state"))
 RUN_PIDFILE = STATE_DIR / "run.pid"
-COLOURS = {"gateway": 36, "auth": 35, "vehicle": 33, "location": 32, "notification": 34}
+COLOURS = {
+    "gateway": 36,
+    "auth": 35,
+    "vehicle": 33,
+    "location": 32,
+    "notification": 34,
+    "simulator": 37,
+}
 
 
 def load_dotenv(path: Path) -> None:
@@ -66,6 +73,7 @@ def run() -> int:
     RUN_PIDFILE.write_text(str(os.getpid()))
     stack = local_stack()
     processes: dict[str, subprocess.Popen] = {}
+    extra: list[subprocess.Popen] = []  # helpers whose exit does not stop the stack
     stopping = threading.Event()
 
     def shutdown(*_args) -> None:
@@ -104,6 +112,9 @@ def run() -> int:
             "Ctrl-C (or `make stop`) stops everything.\n",
             flush=True,
         )
+        simulator = _start_simulator(env)
+        if simulator is not None:
+            extra.append(simulator)
         while not stopping.wait(0.5):
             exited = [name for name, proc in processes.items() if proc.poll() is not None]
             if exited:
@@ -114,10 +125,10 @@ def run() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        for process in processes.values():
+        for process in [*extra, *processes.values()]:
             if process.poll() is None:
                 process.terminate()
-        for process in processes.values():
+        for process in [*extra, *processes.values()]:
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
@@ -125,6 +136,33 @@ def run() -> int:
         stack.stop()
         RUN_PIDFILE.unlink(missing_ok=True)
         print("stopped")
+
+
+def _start_simulator(env: dict[str, str]) -> subprocess.Popen | None:
+    """`SIMULATE=N make run`: N demo vehicles created through the API and driven over MQTT."""
+    count = os.environ.get("SIMULATE", "").strip()
+    if not count.isdigit() or int(count) < 1:
+        return None
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleet_location.sim",
+            "--vehicles",
+            count,
+            "--api",
+            f"http://127.0.0.1:{SERVICE_PORTS['gateway']}",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    threading.Thread(
+        target=_pipe_with_prefix, args=("simulator", process.stdout), daemon=True
+    ).start()
+    return process
 
 
 def stop() -> int:

@@ -45,6 +45,7 @@ ROUTING_TABLE: tuple[RouteRule, ...] = (
     RouteRule("/api/v1/positions", "location"),
     RouteRule("/api/v1/geofences", "location"),
     RouteRule("/api/v1/reports", "location"),
+    RouteRule("/api/v1/ingest/rejections", "location"),
     RouteRule("/api/v1/alerts", "notification"),
     RouteRule("/api/v1/alert-rules", "notification"),
     RouteRule("/api/v1/push-tokens", "notification"),

@@ -1,11 +1,8 @@
 """Geofences: polygons and circles as PostGIS geography.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-22 09:10:00
-
-Chained on 0001 on the notify branch; at merge it is re-chained onto the telemetry
-migration 0002.
 """
 
 from collections.abc import Sequence
@@ -15,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

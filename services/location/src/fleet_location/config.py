@@ -1,6 +1,8 @@
 """location service settings, read from the environment with the `LOCATION_` prefix."""
 
-from pydantic import Field
+import socket
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fleet_common.settings import CommonSettings
@@ -11,15 +13,70 @@ class Settings(CommonSettings):
 
     database_url: str = "postgresql+asyncpg://fleet@127.0.0.1:5432/location_db"
 
+    # The vehicle service, for device -> vehicle/org mapping.
+    vehicle_url: str = "http://127.0.0.1:8002"
+    device_cache_ttl_s: float = 600.0
+    device_negative_ttl_s: float = 30.0
+
+    # MQTT ingest.
+    mqtt_enabled: bool = True
+    mqtt_host: str = Field("127.0.0.1", validation_alias="MQTT_HOST")
+    mqtt_port: int = Field(1883, validation_alias="MQTT_PORT")
+    mqtt_username: str = "fleet-location"
+    mqtt_password: SecretStr = SecretStr("")
+    # Stable per replica: the broker keeps this client's session (and its unacknowledged
+    # messages) across restarts under this id.
+    mqtt_client_id: str = Field(default_factory=lambda: f"fleet-location-{socket.gethostname()}")
+    mqtt_share_group: str = "location"
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
+    mqtt_receive_maximum: int = 4000
+
+    # Batch writer.
+    batch_max_positions: int = 2000
+    batch_max_delay_ms: float = 50.0
+    max_pending_positions: int = 100_000
+    http_commit_timeout_s: float = 10.0
+
+    # Validation.
+    max_payload_bytes: int = 256 * 1024
+    max_positions_per_message: int = 1000
+    max_future_s: float = 300.0
+    max_age_days: int = 30
+
+    # Storage.
+    partition_ahead_days: int = 7
+    retention_days: int = 365
+    partition_check_interval_s: float = 3600.0
+    dead_letter_max_rows: int = 10_000
+    dead_letter_trim_interval_s: float = 30.0
+
+    # Vehicle status and trips.
+    moving_speed_kph: float = 5.0
+    # Silence after which a device is offline: its status, and a `device_offline` event.
+    offline_after_s: float = Field(600.0, gt=0)
+    stop_speed_kph: float = 3.0
+    min_stop_duration_s: float = 180.0
+    max_history_days: int = 31
+
     # Event detection (fleet_location.events).
     events_stream_maxlen: int = Field(100_000, ge=1_000)
     overspeed_hysteresis_kph: float = Field(5.0, ge=0)
     idle_after_s: float = Field(300.0, gt=0)
     idle_speed_kph: float = Field(3.0, ge=0)
     idle_radius_m: float = Field(50.0, gt=0)
-    offline_after_s: float = Field(600.0, gt=0)
     offline_sweep_interval_s: float = Field(30.0, gt=0)
     low_battery_pct: float = Field(20.0, ge=0, le=100)
     low_battery_hysteresis_pct: float = Field(5.0, ge=0)
     detection_state_ttl_s: int = Field(30 * 86_400, ge=3_600)
     geofence_index_max_age_s: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _age_within_retention(self) -> "Settings":
+        if self.max_age_days > self.retention_days:
+            raise ValueError("LOCATION_MAX_AGE_DAYS must not exceed LOCATION_RETENTION_DAYS")
+        return self
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The database URL in the form asyncpg's own connect() takes."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)

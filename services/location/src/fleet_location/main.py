@@ -1,47 +1,157 @@
-"""The location service app."""
+"""The location service app: telemetry ingest, positions, history, trips and reports."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
-from fastapi import APIRouter, FastAPI
+import asyncpg
+import httpx
+from fastapi import FastAPI
 
 from fleet_common.app import create_service_app
+from fleet_common.health import HealthCheck
+from fleet_common.http import create_http_client
+from fleet_common.logging import get_logger
 from fleet_location.config import Settings
 from fleet_location.events import create_event_detector
 from fleet_location.geofences.router import router as geofences_router
+from fleet_location.ingest import partitions
+from fleet_location.ingest.devices import DeviceDirectory
+from fleet_location.ingest.live import LiveUpdater
+from fleet_location.ingest.mqtt import MqttConsumer
+from fleet_location.ingest.pipeline import Inbox, IngestPipeline
+from fleet_location.ingest.router import router as ingest_router
+from fleet_location.ingest.writer import TelemetryWriter, init_connection, trim_dead_letters
+from fleet_location.positions.model import PositionObserver
+from fleet_location.positions.router import router as positions_router
+from fleet_location.trips.router import router as trips_router
+
+log = get_logger(__name__)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Vehicle speed limits come from the ingest pipeline's device cache when it provides
-    # `app.state.speed_limit_for`; without it only geofence limits apply.
-    detector = create_event_detector(
-        app.state.settings,
-        app.state.redis,
-        app.state.sessionmaker,
-        getattr(app.state, "speed_limit_for", lambda _device_id: None),
-    )
-    app.state.geofence_index = detector.geofences
-    app.state.position_observers.append(detector)
-    detector.start()
-    try:
-        yield
-    finally:
-        await detector.stop()
-        app.state.position_observers.remove(detector)
+async def _warm_up(directory: DeviceDirectory) -> None:
+    delay_s = 1.0
+    while True:
+        try:
+            loaded = await directory.warm_up()
+            log.info("device cache warmed up", devices=loaded)
+            return
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("device cache warm-up failed; lookups go one by one", error=str(exc))
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 60.0)
+
+
+async def _maintain_storage(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Partitions ahead / retention, and the dead-letter cap, for as long as we run."""
+    next_partition_check = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            if loop.time() >= next_partition_check:
+                async with pool.acquire() as conn:
+                    await partitions.maintain(
+                        conn,
+                        ahead_days=settings.partition_ahead_days,
+                        max_age_days=settings.max_age_days,
+                        retention_days=settings.retention_days,
+                    )
+                next_partition_check = loop.time() + settings.partition_check_interval_s
+            await trim_dead_letters(pool, settings.dead_letter_max_rows)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("storage maintenance failed; retrying", error=str(exc))
+        # Until the first partition check succeeds, retry it soon.
+        await asyncio.sleep(settings.dead_letter_trim_interval_s if next_partition_check else 5.0)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # Told about every committed batch and status change (see PositionObserver).
+    observers: list[PositionObserver] = []
+
+    async def check_mqtt() -> None:
+        consumer: MqttConsumer | None = getattr(app.state, "mqtt", None)
+        if consumer is not None:
+            await consumer.check()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        dsn = settings.asyncpg_dsn
+        write_pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=2, init=init_connection, command_timeout=60
+        )
+        read_pool = await asyncpg.create_pool(dsn, min_size=0, max_size=8, command_timeout=60)
+        http = create_http_client(timeout=httpx.Timeout(5.0, connect=2.0))
+        directory = DeviceDirectory(
+            vehicle_url=settings.vehicle_url,
+            internal_token=settings.internal_token.get_secret_value(),
+            redis=app.state.redis,
+            http=http,
+            ttl_s=settings.device_cache_ttl_s,
+            negative_ttl_s=settings.device_negative_ttl_s,
+        )
+        pipeline = IngestPipeline(
+            settings,
+            writer=TelemetryWriter(write_pool),
+            live=LiveUpdater(app.state.redis),
+            directory=directory,
+            observers=app.state.position_observers,
+        )
+        consumer: MqttConsumer | None = None
+        if settings.mqtt_enabled:
+            pipeline.inbox = Inbox(asyncio.get_running_loop())
+            consumer = MqttConsumer(settings, pipeline.inbox)
+            pipeline.acker = consumer.ack
+        app.state.ingest = pipeline
+        app.state.read_pool = read_pool
+        app.state.devices = directory
+        app.state.mqtt = consumer
+        detector = create_event_detector(
+            settings, app.state.redis, app.state.sessionmaker, directory.speed_limit_for
+        )
+        app.state.geofence_index = detector.geofences
+        observers.append(detector)
+        detector.start()
+        background = [
+            asyncio.create_task(directory.listen(), name="device-invalidation"),
+            asyncio.create_task(_warm_up(directory), name="device-warm-up"),
+            asyncio.create_task(_maintain_storage(write_pool, settings), name="storage"),
+        ]
+        pipeline.start()
+        if consumer is not None:
+            consumer.start()
+        try:
+            yield
+        finally:
+            await pipeline.stop()
+            if consumer is not None:
+                consumer.stop()
+            await detector.stop()
+            observers.remove(detector)
+            for task in background:
+                task.cancel()
+            for task in background:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+            await http.aclose()
+            await write_pool.close()
+            await read_pool.close()
+
     app = create_service_app(
         service="location",
         settings=settings,
         database_url=settings.database_url,
         lifespan=lifespan,
+        health_checks=[HealthCheck("mqtt", check_mqtt)],
+        # Positions are still stored without Redis: readiness turns degraded, not down.
+        redis_critical=False,
         title="Fleet Tracker location service",
     )
-    app.state.position_observers = []
-    api = APIRouter(prefix="/api/v1")
-    api.include_router(geofences_router)
-    app.include_router(api)
+    app.state.position_observers = observers
+    app.include_router(ingest_router)
+    app.include_router(positions_router, prefix="/api/v1")
+    app.include_router(trips_router, prefix="/api/v1")
+    app.include_router(geofences_router, prefix="/api/v1")
     return app

@@ -1,0 +1,194 @@
+"""HTTP ingest (OsmAnd / Traccar Client) and the dead-letter listing."""
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+
+from fleet_common.auth import AdminUser, InternalCaller
+from fleet_common.errors import (
+    BadRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProblemError,
+    ServiceUnavailableError,
+    UnprocessableError,
+)
+from fleet_location.ingest.devices import DirectoryUnavailable
+from fleet_location.ingest.parsing import (
+    HttpFix,
+    Reason,
+    Rejected,
+    parse_osmand_params,
+    parse_traccar_json,
+)
+from fleet_location.ingest.pipeline import IngestPipeline
+
+router = APIRouter(tags=["ingest"])
+
+_STATUS_BY_REASON = {
+    Reason.TOO_LARGE: PayloadTooLargeError,
+    Reason.UNKNOWN_DEVICE: NotFoundError,
+    Reason.INACTIVE_DEVICE: NotFoundError,
+    Reason.OUT_OF_RANGE: UnprocessableError,
+    Reason.NON_FINITE: UnprocessableError,
+    Reason.FUTURE_TIMESTAMP: UnprocessableError,
+    Reason.STALE_TIMESTAMP: UnprocessableError,
+}
+
+
+def _problem(exc: Rejected) -> ProblemError:
+    error = _STATUS_BY_REASON.get(exc.reason, BadRequestError)
+    return error(exc.detail, reason=exc.reason)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Rejected(Reason.TOO_LARGE, "request body is too large")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit:
+            raise Rejected(Reason.TOO_LARGE, "request body is too large")
+    return b"".join(chunks)
+
+
+@router.api_route("/ingest/osmand", methods=["GET", "POST"], status_code=200)
+async def ingest_osmand(request: Request) -> Response:
+    """OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
+
+    200 once the position is committed; a refused position is dead-lettered and answered
+    with a 4xx problem; 503 when it cannot be stored now (the client retries).
+    """
+    pipeline: IngestPipeline = request.app.state.ingest
+    settings = request.app.state.settings
+    query = request.url.query.encode()
+    raw = b""
+    try:
+        raw = await _body(request, settings.max_payload_bytes)
+        fixes = _fixes(request, raw, pipeline)
+    except Rejected as exc:
+        pipeline.reject_http(exc, raw or query)
+        raise _problem(exc) from None
+    try:
+        stored = await pipeline.ingest_http(fixes, raw or query)
+    except Rejected as exc:
+        raise _problem(exc) from None
+    except DirectoryUnavailable:
+        raise ServiceUnavailableError("device directory unavailable; retry later") from None
+    except TimeoutError:
+        raise ServiceUnavailableError(
+            "position not stored yet; retry later", headers={"Retry-After": "5"}
+        ) from None
+    return Response(status_code=200, headers={"X-Positions-Stored": str(stored)})
+
+
+def _fixes(request: Request, raw: bytes, pipeline: IngestPipeline) -> list[HttpFix]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if raw and content_type == "application/json":
+        return parse_traccar_json(raw, pipeline.limits)
+    if raw and content_type not in ("application/x-www-form-urlencoded", "text/plain", ""):
+        raise Rejected(Reason.INVALID_PAYLOAD, "unsupported content type")
+    try:
+        params = dict(parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=100))
+        if raw:
+            form = raw.decode("utf-8")
+            params.update(parse_qsl(form, keep_blank_values=True, max_num_fields=100))
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(Reason.INVALID_PAYLOAD, "malformed parameters") from None
+    return [parse_osmand_params(params)]
+
+
+class RejectionOut(BaseModel):
+    id: int
+    received_at: datetime
+    source: str
+    reason: str
+    device_uid: str | None
+    org_id: UUID | None
+    detail: str
+    payload: str
+
+
+class RejectionPage(BaseModel):
+    items: list[RejectionOut]
+    next_before_id: int | None
+
+
+async def _list_rejections(
+    request: Request,
+    org_id: UUID | None,
+    *,
+    scoped: bool,
+    limit: int,
+    before_id: int | None,
+    reason: str | None,
+) -> RejectionPage:
+    pool = request.app.state.read_pool
+    rows = await pool.fetch(
+        """
+        SELECT id, received_at, source, reason, device_uid, org_id, detail, payload
+        FROM telemetry_rejections
+        WHERE (NOT $1 OR org_id = $2)
+          AND ($3::bigint IS NULL OR id < $3)
+          AND ($4::text IS NULL OR reason = $4)
+        ORDER BY id DESC LIMIT $5
+        """,
+        scoped,
+        org_id,
+        before_id,
+        reason,
+        limit,
+    )
+    items = [
+        RejectionOut(
+            **{k: row[k] for k in ("id", "received_at", "source", "reason", "device_uid")},
+            org_id=row["org_id"],
+            detail=row["detail"],
+            payload=bytes(row["payload"])
+            .decode("utf-8", errors="replace")
+            .replace("\x00", "\ufffd"),
+        )
+        for row in rows
+    ]
+    return RejectionPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+BeforeId = Annotated[int | None, Query(ge=1, le=2**62)]
+ReasonFilter = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get("/api/v1/ingest/rejections", response_model=RejectionPage)
+async def list_rejections(
+    request: Request,
+    principal: AdminUser,
+    limit: Limit = 100,
+    before_id: BeforeId = None,
+    reason: ReasonFilter = None,
+) -> RejectionPage:
+    """Refused telemetry of this org's devices, newest first (admins)."""
+    return await _list_rejections(
+        request, principal.org_id, scoped=True, limit=limit, before_id=before_id, reason=reason
+    )
+
+
+@router.get(
+    "/internal/ingest/rejections", response_model=RejectionPage, dependencies=[InternalCaller]
+)
+async def list_all_rejections(
+    request: Request,
+    limit: Limit = 100,
+    before_id: BeforeId = None,
+    reason: ReasonFilter = None,
+) -> RejectionPage:
+    """Every refused message, unknown devices included (operators, not tenants)."""
+    return await _list_rejections(
+        request, None, scoped=False, limit=limit, before_id=before_id, reason=reason
+    )

@@ -1,0 +1,229 @@
+"""The batch writer: COPY into a per-connection staging table, then one INSERT ... SELECT.
+
+`ON CONFLICT DO NOTHING` on `(device_id, recorded_at)` makes a redelivered message a no-op,
+and `RETURNING` tells which positions are new (only those go to Redis and the observers).
+Rejections of the same batch are written in the same transaction, so an acknowledged
+message is always either stored or kept in the dead-letter store.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from fleet_common.logging import get_logger
+from fleet_location.ingest import partitions
+from fleet_location.ingest.parsing import Reason
+from fleet_location.positions.model import Position
+
+log = get_logger(__name__)
+
+MAX_DEAD_LETTER_PAYLOAD = 16 * 1024
+
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
+    device_id uuid, recorded_at timestamptz, org_id uuid, vehicle_id uuid,
+    lat double precision, lon double precision,
+    speed_kph double precision, heading_deg double precision, altitude_m double precision,
+    accuracy_m double precision, battery_pct double precision, ignition boolean,
+    odometer_km double precision, attrs jsonb
+) ON COMMIT DELETE ROWS
+"""
+STAGING_COLUMNS = (
+    "device_id",
+    "recorded_at",
+    "org_id",
+    "vehicle_id",
+    "lat",
+    "lon",
+    "speed_kph",
+    "heading_deg",
+    "altitude_m",
+    "accuracy_m",
+    "battery_pct",
+    "ignition",
+    "odometer_km",
+    "attrs",
+)
+INSERT_FROM_STAGING = """
+INSERT INTO telemetry (device_id, recorded_at, org_id, vehicle_id, geog, speed_kph,
+    heading_deg, altitude_m, accuracy_m, battery_pct, ignition, odometer_km, attrs)
+SELECT device_id, recorded_at, org_id, vehicle_id,
+    ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography, speed_kph, heading_deg,
+    altitude_m, accuracy_m, battery_pct, ignition, odometer_km, attrs
+FROM telemetry_staging
+ON CONFLICT DO NOTHING
+RETURNING device_id, recorded_at
+"""
+REJECTION_COLUMNS = ("source", "reason", "device_uid", "org_id", "detail", "payload")
+
+
+@dataclass(slots=True)
+class RejectionRecord:
+    source: str
+    reason: str
+    device_uid: str | None
+    org_id: UUID | None
+    detail: str
+    payload: bytes
+
+    def row(self) -> tuple:
+        uid = self.device_uid.replace("\x00", "")[:256] if self.device_uid else None
+        return (
+            self.source,
+            self.reason,
+            uid,
+            self.org_id,
+            self.detail.replace("\x00", "")[:1000],
+            bytes(self.payload[:MAX_DEAD_LETTER_PAYLOAD]),
+        )
+
+
+def _row(p: Position) -> tuple:
+    return (
+        p.device_id,
+        p.recorded_at,
+        p.org_id,
+        p.vehicle_id,
+        p.lat,
+        p.lon,
+        p.speed_kph,
+        p.heading_deg,
+        p.altitude_m,
+        p.accuracy_m,
+        p.battery_pct,
+        p.ignition,
+        p.odometer_km,
+        orjson.dumps(p.attrs).decode() if p.attrs else None,
+    )
+
+
+def _is_poison(exc: BaseException) -> bool:
+    """An error caused by the data itself (retrying the same rows cannot succeed)."""
+    return isinstance(exc, asyncpg.PostgresError) and str(exc.sqlstate or "")[:2] in ("22", "23")
+
+
+def _is_missing_partition(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.CheckViolationError) and "no partition" in str(exc)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(STAGING_DDL)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    new_positions: list[Position]
+    duplicates: int
+    failed: list[RejectionRecord]  # positions that could not be stored (now dead-lettered)
+
+
+class TelemetryWriter:
+    """Writes one batch per call; connection errors propagate (the caller retries)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def write(
+        self, positions: list[Position], rejections: list[RejectionRecord]
+    ) -> WriteResult:
+        async with self._pool.acquire() as conn:
+            try:
+                return await self._write(conn, positions, rejections)
+            except asyncpg.PostgresError as exc:
+                if _is_missing_partition(exc):
+                    await self._cover(conn, positions)
+                    return await self._write(conn, positions, rejections)
+                if not _is_poison(exc):
+                    raise
+                log.warning("batch refused by the database; isolating bad rows", error=str(exc))
+            return await self._write_isolating(conn, positions, rejections)
+
+    async def _cover(self, conn: asyncpg.Connection, positions: list[Position]) -> None:
+        days = [p.recorded_at.astimezone(UTC).date() for p in positions]
+        await partitions.ensure_partitions(conn, min(days), max(days))
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        positions: list[Position],
+        rejections: list[RejectionRecord],
+    ) -> WriteResult:
+        new: list[Position] = []
+        async with conn.transaction():
+            if positions:
+                await conn.copy_records_to_table(
+                    "telemetry_staging",
+                    records=[_row(p) for p in positions],
+                    columns=STAGING_COLUMNS,
+                )
+                inserted = await conn.fetch(INSERT_FROM_STAGING)
+                if len(inserted) == len(positions):
+                    new = positions
+                else:
+                    keys = {(r[0], r[1]) for r in inserted}
+                    new = [p for p in positions if (p.device_id, p.recorded_at) in keys]
+                    if len(new) > len(keys):  # the same (device, ts) twice in one batch
+                        seen: set[tuple[UUID, datetime]] = set()
+                        unique = []
+                        for p in new:
+                            key = (p.device_id, p.recorded_at)
+                            if key not in seen:
+                                seen.add(key)
+                                unique.append(p)
+                        new = unique
+            if rejections:
+                await conn.copy_records_to_table(
+                    "telemetry_rejections",
+                    records=[r.row() for r in rejections],
+                    columns=REJECTION_COLUMNS,
+                )
+        return WriteResult(new, len(positions) - len(new), [])
+
+    async def _write_isolating(
+        self,
+        conn: asyncpg.Connection,
+        positions: list[Position],
+        rejections: list[RejectionRecord],
+    ) -> WriteResult:
+        """Halve the batch until the rows the database refuses are alone; dead-letter them."""
+        result = WriteResult([], 0, [])
+        pending = [positions]
+        while pending:
+            chunk = pending.pop()
+            try:
+                part = await self._write(conn, chunk, [])
+                result.new_positions.extend(part.new_positions)
+                result.duplicates += part.duplicates
+            except asyncpg.PostgresError as exc:
+                if not _is_poison(exc):
+                    raise
+                if len(chunk) > 1:
+                    middle = len(chunk) // 2
+                    pending += [chunk[middle:], chunk[:middle]]
+                    continue
+                result.failed.append(
+                    RejectionRecord(
+                        "storage",
+                        Reason.STORAGE_ERROR,
+                        None,
+                        chunk[0].org_id,
+                        f"database refused the position: {exc.sqlstate}",
+                        orjson.dumps(_row(chunk[0]), default=str),
+                    )
+                )
+        await self._write(conn, [], rejections + result.failed)
+        return result
+
+
+async def trim_dead_letters(pool: asyncpg.Pool, max_rows: int) -> int:
+    """Keep the newest `max_rows` rejections (ids only grow, so this is one range delete)."""
+    async with pool.acquire() as conn:
+        status = await conn.execute(
+            "DELETE FROM telemetry_rejections WHERE id <= "
+            "(SELECT max(id) FROM telemetry_rejections) - $1",
+            max_rows,
+        )
+    return int(status.split()[-1])

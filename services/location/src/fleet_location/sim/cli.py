@@ -1,0 +1,226 @@
+"""The `fleet-sim` command."""
+
+import argparse
+import json
+import math
+import random
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+EARTH_RADIUS_M = 6_371_008.8
+HEADINGS = (0.0, 90.0, 180.0, 270.0)
+
+
+@dataclass
+class Car:
+    """One simulated vehicle: where it is and what it is doing."""
+
+    uid: str
+    lat: float
+    lon: float
+    speed_limit_kph: float
+    heading_deg: float = field(default_factory=lambda: random.choice(HEADINGS))
+    speed_kph: float = 0.0
+    cruise_kph: float = 40.0
+    ignition: bool = True
+    odometer_km: float = 0.0
+    battery_pct: float = field(default_factory=lambda: random.uniform(60, 100))
+    block_left_m: float = field(default_factory=lambda: random.uniform(100, 400))
+    hold_s: float = 0.0  # standing still (lights or parked) for this long
+
+    def step(self, dt_s: float, rng: random.Random) -> None:
+        if self.hold_s > 0:
+            self.hold_s -= dt_s
+            self.speed_kph = 0.0
+            if self.hold_s <= 0:
+                self.ignition = True
+                self.cruise_kph = self._pick_cruise(rng)
+            return
+        # Accelerate / brake towards the cruise speed.
+        target = self.cruise_kph
+        self.speed_kph += max(-15.0, min(8.0, target - self.speed_kph)) * dt_s
+        distance_m = self.speed_kph / 3.6 * dt_s
+        self._move(distance_m)
+        self.odometer_km += distance_m / 1000
+        self.block_left_m -= distance_m
+        if self.block_left_m <= 0:  # an intersection
+            self.block_left_m = rng.uniform(150, 600)
+            roll = rng.random()
+            if roll < 0.02:
+                self.hold_s, self.ignition = rng.uniform(120, 300), False  # parks
+            elif roll < 0.15:
+                self.hold_s = rng.uniform(15, 60)  # red light, engine running
+            if rng.random() < 0.35:
+                self.heading_deg = (self.heading_deg + rng.choice((90.0, -90.0))) % 360
+            self.cruise_kph = self._pick_cruise(rng)
+        self.battery_pct = max(5.0, self.battery_pct - 0.001 * dt_s)
+
+    def _pick_cruise(self, rng: random.Random) -> float:
+        if rng.random() < 0.1:
+            return self.speed_limit_kph * rng.uniform(1.1, 1.4)  # speeding
+        return self.speed_limit_kph * rng.uniform(0.5, 0.95)
+
+    def _move(self, distance_m: float) -> None:
+        heading = math.radians(self.heading_deg)
+        self.lat += math.degrees(distance_m * math.cos(heading) / EARTH_RADIUS_M)
+        self.lon += math.degrees(
+            distance_m * math.sin(heading) / (EARTH_RADIUS_M * math.cos(math.radians(self.lat)))
+        )
+
+    def payload(self) -> bytes:
+        return json.dumps(
+            {
+                "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "lat": round(self.lat, 7),
+                "lon": round(self.lon, 7),
+                "speed": round(self.speed_kph, 1),
+                "heading": round(self.heading_deg, 1),
+                "ignition": self.ignition,
+                "battery": round(self.battery_pct, 1),
+                "odometer": round(self.odometer_km, 3),
+            }
+        ).encode()
+
+
+class Api:
+    """The public API through the gateway."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=30.0)
+        self.headers: dict[str, str] = {}
+
+    def _ok(self, response: httpx.Response) -> dict:
+        if response.status_code >= 400:
+            sys.exit(
+                f"{response.request.method} {response.request.url.path}: "
+                f"{response.status_code} {response.text}"
+            )
+        return response.json()
+
+    def login(self, email: str, password: str) -> None:
+        body = self._ok(
+            self.http.post("/api/v1/auth/login", json={"email": email, "password": password})
+        )
+        self.headers = {"Authorization": f"Bearer {body['access_token']}"}
+
+    def register(self) -> tuple[str, str]:
+        email = f"demo-{secrets.token_hex(4)}@example.com"
+        password = f"Demo-{secrets.token_urlsafe(12)}1!"
+        body = self._ok(
+            self.http.post(
+                "/api/v1/auth/register",
+                json={
+                    "org_name": "Demo fleet",
+                    "email": email,
+                    "password": password,
+                    "full_name": "Demo dispatcher",
+                },
+            )
+        )
+        self.headers = {"Authorization": f"Bearer {body['access_token']}"}
+        return email, password
+
+    def create_vehicle_and_device(self, index: int, limit_kph: float) -> dict:
+        tag = secrets.token_hex(3)
+        vehicle = self._ok(
+            self.http.post(
+                "/api/v1/vehicles",
+                headers=self.headers,
+                json={
+                    "name": f"Demo truck {index + 1}",
+                    "plate": f"SIM-{tag.upper()}",
+                    "speed_limit_kph": limit_kph,
+                },
+            )
+        )
+        return self._ok(
+            self.http.post(
+                "/api/v1/devices",
+                headers=self.headers,
+                json={
+                    "uid": f"sim-{tag}-{index}",
+                    "name": f"Demo tracker {index + 1}",
+                    "protocol": "mqtt",
+                    "vehicle_id": vehicle["id"],
+                },
+            )
+        )
+
+
+def connect(credentials: dict, host: str | None, port: int | None) -> mqtt.Client:
+    uid = credentials["username"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid, protocol=mqtt.MQTTv311)
+    client.username_pw_set(uid, credentials["password"])
+    client.will_set(f"fleet/{uid}/status", "offline", qos=1, retain=True)
+    client.on_connect = lambda c, *_a: c.publish(f"fleet/{uid}/status", "online", 1, True)
+    client.max_inflight_messages_set(100)
+    client.connect_async(host or credentials["mqtt_host"], port or credentials["mqtt_port"])
+    client.loop_start()
+    return client
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fleet-sim", description=__doc__)
+    parser.add_argument("--api", default="http://127.0.0.1:8000", help="gateway URL")
+    parser.add_argument("--vehicles", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=1.0, help="positions/s per vehicle")
+    parser.add_argument("--email", help="sign in as this dispatcher or admin")
+    parser.add_argument("--password")
+    parser.add_argument("--mqtt-host", help="override the broker host given with credentials")
+    parser.add_argument("--mqtt-port", type=int)
+    parser.add_argument("--center", default="10.7769,106.7009", help="lat,lon of the city")
+    parser.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    if args.vehicles < 1 or args.rate <= 0:
+        parser.error("--vehicles and --rate must be positive")
+    rng = random.Random(args.seed)
+    api = Api(args.api)
+    if args.email:
+        api.login(args.email, args.password or "")
+    else:
+        email, password = api.register()
+        print(f"registered a demo org: sign in as {email} / {password}", flush=True)
+    lat0, lon0 = (float(v) for v in args.center.split(","))
+    cars, clients = [], []
+    for i in range(args.vehicles):
+        limit = rng.choice((50.0, 60.0, 80.0))
+        device = api.create_vehicle_and_device(i, limit)
+        credentials = device["credentials"]
+        cars.append(
+            Car(
+                device["uid"],
+                lat0 + rng.uniform(-0.03, 0.03),
+                lon0 + rng.uniform(-0.03, 0.03),
+                limit,
+            )
+        )
+        clients.append(connect(credentials, args.mqtt_host, args.mqtt_port))
+    print(f"driving {len(cars)} vehicles at {args.rate}/s each; Ctrl-C stops", flush=True)
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    interval = 1.0 / args.rate
+    ends_at = time.monotonic() + args.duration if args.duration else math.inf
+    next_tick = time.monotonic()
+    while not stop.is_set() and time.monotonic() < ends_at:
+        for car, client in zip(cars, clients, strict=True):
+            car.step(interval, rng)
+            client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
+        next_tick += interval
+        stop.wait(max(0.0, next_tick - time.monotonic()))
+    for car, client in zip(cars, clients, strict=True):
+        client.publish(f"fleet/{car.uid}/status", "offline", qos=1, retain=True).wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,1 @@
+"""Trips, stops and the per-vehicle summary report, derived from stored positions."""

@@ -1,0 +1,191 @@
+"""Trips, stops and the summary report."""
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from fleet_common.auth import CurrentUser
+from fleet_location.config import Settings
+from fleet_location.positions.router import From, To, require_vehicle, time_range
+from fleet_location.trips.detection import Analysis, Fix, analyse
+
+router = APIRouter(tags=["trips"])
+
+VEHICLE_FIXES_SQL = """
+SELECT recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
+FROM telemetry
+WHERE org_id = $1 AND vehicle_id = $2 AND recorded_at >= $3 AND recorded_at < $4
+ORDER BY recorded_at
+"""
+ORG_FIXES_SQL = """
+SELECT vehicle_id, recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
+FROM telemetry
+WHERE org_id = $1 AND vehicle_id IS NOT NULL AND recorded_at >= $2 AND recorded_at < $3
+    AND ($4::uuid IS NULL OR vehicle_id = $4)
+ORDER BY vehicle_id, recorded_at
+"""
+
+
+class PlaceOut(BaseModel):
+    lat: float
+    lon: float
+
+
+class TripOut(BaseModel):
+    start_time: datetime
+    end_time: datetime
+    start: PlaceOut
+    end: PlaceOut
+    distance_m: float
+    duration_s: float
+    max_speed_kph: float
+    avg_speed_kph: float
+
+
+class StopOut(BaseModel):
+    start_time: datetime
+    end_time: datetime
+    place: PlaceOut
+    duration_s: float
+    ignition_on: bool
+
+
+class TripsPage(BaseModel):
+    vehicle_id: UUID
+    items: list[TripOut]
+
+
+class StopsPage(BaseModel):
+    vehicle_id: UUID
+    items: list[StopOut]
+
+
+class VehicleSummary(BaseModel):
+    vehicle_id: UUID
+    distance_m: float
+    driving_s: float
+    idle_s: float
+    max_speed_kph: float
+    avg_speed_kph: float
+    trips: int
+    positions: int
+
+
+class SummaryReport(BaseModel):
+    start: datetime
+    end: datetime
+    items: list[VehicleSummary]
+
+
+def _analyse(settings: Settings, fixes: list[Fix]) -> Analysis:
+    return analyse(
+        fixes,
+        stop_speed_kph=settings.stop_speed_kph,
+        min_stop_duration_s=settings.min_stop_duration_s,
+    )
+
+
+async def _vehicle_analysis(
+    request: Request, org_id: UUID, vehicle_id: UUID, start, end
+) -> Analysis:
+    settings: Settings = request.app.state.settings
+    start, end = time_range(settings, start, end)
+    await require_vehicle(request, org_id, vehicle_id)
+    pool = request.app.state.read_pool
+    fixes: list[Fix] = []
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        async for row in conn.cursor(
+            VEHICLE_FIXES_SQL, org_id, vehicle_id, start, end, prefetch=5000
+        ):
+            fixes.append(Fix(row[0], row[1], row[2], row[3], row[4]))
+    return _analyse(settings, fixes)
+
+
+@router.get("/vehicles/{vehicle_id}/trips", response_model=TripsPage)
+async def trips(
+    request: Request, principal: CurrentUser, vehicle_id: UUID, start: From = None, end: To = None
+) -> TripsPage:
+    analysis = await _vehicle_analysis(request, principal.org_id, vehicle_id, start, end)
+    return TripsPage(
+        vehicle_id=vehicle_id,
+        items=[TripOut.model_validate(t, from_attributes=True) for t in analysis.trips],
+    )
+
+
+@router.get("/vehicles/{vehicle_id}/stops", response_model=StopsPage)
+async def stops(
+    request: Request, principal: CurrentUser, vehicle_id: UUID, start: From = None, end: To = None
+) -> StopsPage:
+    analysis = await _vehicle_analysis(request, principal.org_id, vehicle_id, start, end)
+    return StopsPage(
+        vehicle_id=vehicle_id,
+        items=[StopOut.model_validate(s, from_attributes=True) for s in analysis.stops],
+    )
+
+
+SUMMARY_FIELDS = (
+    "vehicle_id",
+    "distance_m",
+    "driving_s",
+    "idle_s",
+    "max_speed_kph",
+    "avg_speed_kph",
+    "trips",
+    "positions",
+)
+
+
+@router.get("/reports/summary", response_model=SummaryReport)
+async def summary(
+    request: Request,
+    principal: CurrentUser,
+    start: From = None,
+    end: To = None,
+    format: Literal["json", "csv"] = "json",
+    vehicle_id: Annotated[UUID | None, Query()] = None,
+):
+    """Per vehicle: distance, driving time, idle time, max and average speed."""
+    settings: Settings = request.app.state.settings
+    start, end = time_range(settings, start, end)
+    pool = request.app.state.read_pool
+    items: list[VehicleSummary] = []
+    current: UUID | None = None
+    fixes: list[Fix] = []
+
+    def close() -> None:
+        if current is not None:
+            figures = _analyse(settings, fixes).summary
+            items.append(
+                VehicleSummary(
+                    vehicle_id=current, **{f: getattr(figures, f) for f in SUMMARY_FIELDS[1:]}
+                )
+            )
+
+    # One vehicle's positions in memory at a time, in the index's (vehicle, time) order.
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        async for row in conn.cursor(
+            ORG_FIXES_SQL, principal.org_id, start, end, vehicle_id, prefetch=5000
+        ):
+            if row[0] != current:
+                close()
+                current, fixes = row[0], []
+            fixes.append(Fix(row[1], row[2], row[3], row[4], row[5]))
+        close()
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(SUMMARY_FIELDS)
+        for item in items:
+            writer.writerow([getattr(item, f) for f in SUMMARY_FIELDS])
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="summary.csv"'},
+        )
+    return SummaryReport(start=start, end=end, items=items)
