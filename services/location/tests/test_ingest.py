@@ -48,9 +48,11 @@ class FailingObserver:
 @pytest.fixture(scope="module")
 def observer(app):
     recording = RecordingObserver()
-    app.state.position_observers[:] = [FailingObserver(), recording]
+    # Alongside the app's own (event detection): one that fails must not disturb the rest.
+    original = list(app.state.position_observers)
+    app.state.position_observers[:] = [FailingObserver(), recording, *original]
     yield recording
-    app.state.position_observers.clear()
+    app.state.position_observers[:] = original
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if consumer is not None:
                 consumer.stop()
             await detector.stop()
-            observers.remove(detector)
             for task in background:
                 task.cancel()
             for task in background:
