@@ -7,8 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from fleet_devstack.servers import free_port
-from fleet_devstack.stack import DATABASES, SERVICE_PORTS
+from fleet_devstack.stack import SERVICE_PORTS
 
 BACKENDS = ["auth", "vehicle", "location", "notification"]
 
@@ -23,15 +22,8 @@ def wait_ready(url: str, timeout_s: float = 30.0) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def services(stack, migrated_database, run_service, tmp_path_factory):
-    ports = {name: free_port() for name in SERVICE_PORTS}
-    env = stack.service_env(
-        database_urls={name: migrated_database(name) for name in DATABASES},
-        service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
-        keys_dir=tmp_path_factory.mktemp("keys"),
-    )
-    # Backends first: the gateway's readiness reports its upstreams.
-    return {name: run_service(name, env, port=ports[name]) for name in [*BACKENDS, "gateway"]}
+def services(platform):
+    return platform.services
 
 
 @pytest.mark.parametrize("name", [*BACKENDS, "gateway"])

@@ -47,6 +47,9 @@ def vehicle_service(stack, migrated_database, run_service, auth_service) -> Vehi
         "MQTT_PORT": str(stack.mosquitto.port),
         "VEHICLE_MQTT_ADMIN_USERNAME": stack.mosquitto.admin_username,
         "VEHICLE_MQTT_ADMIN_PASSWORD": stack.mosquitto.admin_password,
+        # Its own group: a vehicle service disables broker clients of its group that it does
+        # not know, and other tests run vehicle services on the same broker.
+        "VEHICLE_DEVICE_GROUP": f"fleet-devices-location-{uuid.uuid4().hex[:8]}",
     }
     running = run_service("vehicle", env)
     return VehicleService(running.url, database_url)

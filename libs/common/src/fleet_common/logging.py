@@ -45,6 +45,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Library warnings go through logging too, so every line a service prints is JSON.
+    logging.captureWarnings(True)
     # We log one line per request ourselves; uvicorn's access log would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):

@@ -82,9 +82,18 @@ def run() -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     try:
-        print("starting PostgreSQL, Redis and Mosquitto under", STATE_DIR)
-        stack.start()
-        stack.create_databases()
+        own = stack.own_servers()
+        for name, server in (
+            ("PostgreSQL", stack.postgres),
+            ("Redis", stack.redis),
+            ("Mosquitto", stack.mosquitto),
+        ):
+            mine = any(server is s for s in own)
+            print(f"{'starting' if mine else 'using the'} {name}", end="")
+            print(f" under {STATE_DIR}" if mine else " named in the environment")
+        stack.start(own)
+        if any(stack.postgres is s for s in own):
+            stack.create_databases()
         env = stack.service_env()
         for service in DATABASES:
             print(f"migrating {service}")

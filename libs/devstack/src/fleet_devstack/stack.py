@@ -79,11 +79,24 @@ class Stack:
             secrets=Secrets({name: secrets.token_urlsafe(24) for name in SECRET_NAMES}),
         )
 
-    def start(self) -> None:
-        self.postgres.init()
-        self.postgres.start()
-        self.redis.start()
-        self.mosquitto.start()
+    def own_servers(self, env: dict[str, str] | None = None) -> list:
+        """The servers to run ourselves: those the environment does not name one for."""
+        env = os.environ if env is None else env
+        servers = []
+        if not all(env.get(f"{service.upper()}_DATABASE_URL") for service in DATABASES):
+            servers.append(self.postgres)
+        if not env.get("REDIS_URL"):
+            servers.append(self.redis)
+        if not env.get("MQTT_HOST"):
+            servers.append(self.mosquitto)
+        return servers
+
+    def start(self, servers: list | None = None) -> None:
+        """Start `servers` (default: all three)."""
+        for server in self.own_servers({}) if servers is None else servers:
+            if server is self.postgres:
+                self.postgres.init()
+            server.start()
 
     def stop(self) -> None:
         for server in (self.mosquitto, self.redis, self.postgres):

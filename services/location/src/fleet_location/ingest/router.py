@@ -59,7 +59,9 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.api_route("/ingest/osmand", methods=["GET", "POST"], status_code=200)
+# One handler, two routes: OsmAnd sends GET, Traccar Client POST (each its own operation).
+@router.get("/ingest/osmand", operation_id="ingest_osmand_get")
+@router.post("/ingest/osmand", operation_id="ingest_osmand_post")
 async def ingest_osmand(request: Request) -> Response:
     """OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
 
