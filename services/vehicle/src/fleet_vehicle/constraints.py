@@ -1,6 +1,7 @@
 """Unique-index violations turned into 409s that name the offending field."""
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_common.errors import ConflictError
 
@@ -24,3 +25,15 @@ def conflict_from(exc: IntegrityError) -> ConflictError | None:
         if index in message:
             return ConflictError(detail, field=field)
     return None
+
+
+async def commit_or_conflict(session: AsyncSession) -> None:
+    """Commit; a known unique-index violation becomes its 409, anything else propagates."""
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        conflict = conflict_from(exc)
+        if conflict is None:
+            raise
+        raise conflict from exc

@@ -32,7 +32,7 @@ from fleet_vehicle.broker.credentials import (
     new_password,
 )
 from fleet_vehicle.broker.dynsec import BrokerUnavailableError, DynsecCommandError
-from fleet_vehicle.constraints import conflict_from
+from fleet_vehicle.constraints import commit_or_conflict, conflict_from
 from fleet_vehicle.devices.schemas import DeviceCreate, DeviceOut, DeviceUpdate
 from fleet_vehicle.events import publish_device_change
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
@@ -61,17 +61,6 @@ class BrokerAddress:
 
 def _broker_down(exc: BrokerUnavailableError) -> ServiceUnavailableError:
     return ServiceUnavailableError(f"the MQTT broker is unavailable: {exc}")
-
-
-async def _commit(session: AsyncSession) -> None:
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        conflict = conflict_from(exc)
-        if conflict is None:
-            raise
-        raise conflict from exc
 
 
 async def get_device(
@@ -253,7 +242,7 @@ async def create_device(
         await session.rollback()
         raise
     try:
-        await _commit(session)
+        await commit_or_conflict(session)
     except Exception:
         await _undo_broker_client(broker, device.uid)
         raise
@@ -300,7 +289,7 @@ async def update_device(
                 raise ServiceUnavailableError(f"the MQTT broker refused: {exc.error}") from exc
             # The broker lost the client; reconcile re-creates it and flags the device.
             log.warning("device client missing on the broker", uid=device.uid)
-    await _commit(session)
+    await commit_or_conflict(session)
     await session.refresh(device)
     await publish_device_change(redis, "upsert", device.uid, device.id)
     return device
@@ -326,7 +315,7 @@ async def archive_device(
     except BrokerUnavailableError as exc:
         await session.rollback()
         raise _broker_down(exc) from exc
-    await _commit(session)
+    await commit_or_conflict(session)
     await publish_device_change(redis, "delete", device.uid, device.id)
 
 
@@ -347,7 +336,7 @@ async def rotate_credentials(
         raise _broker_down(exc) from exc
     device.credentials_reset_required = False
     device.credentials_rotated_at = datetime.now(UTC)
-    await _commit(session)
+    await commit_or_conflict(session)
     await publish_device_change(redis, "upsert", device.uid, device.id)
     return address.credentials(device.uid, password)
 

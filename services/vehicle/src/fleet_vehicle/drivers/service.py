@@ -4,12 +4,11 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_common.auth import Principal
 from fleet_common.errors import ConflictError, NotFoundError
-from fleet_vehicle.constraints import conflict_from
+from fleet_vehicle.constraints import commit_or_conflict
 from fleet_vehicle.drivers.schemas import DriverCreate, DriverOut, DriverUpdate
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
 from fleet_vehicle.models import Driver, DriverAssignment
@@ -77,21 +76,10 @@ async def list_drivers(
     return list(rows), total
 
 
-async def _commit(session: AsyncSession) -> None:
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        conflict = conflict_from(exc)
-        if conflict is None:
-            raise
-        raise conflict from exc
-
-
 async def create_driver(session: AsyncSession, principal: Principal, data: DriverCreate) -> Driver:
     driver = Driver(org_id=principal.org_id, **data.model_dump())
     session.add(driver)
-    await _commit(session)
+    await commit_or_conflict(session)
     await session.refresh(driver)
     return driver
 
@@ -104,7 +92,7 @@ async def update_driver(
         raise ConflictError("the driver is archived")
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(driver, field, value)
-    await _commit(session)
+    await commit_or_conflict(session)
     await session.refresh(driver)
     return driver
 
@@ -121,7 +109,7 @@ async def archive_driver(session: AsyncSession, principal: Principal, driver_id:
         .where(DriverAssignment.driver_id == driver.id, DriverAssignment.ended_at.is_(None))
         .values(ended_at=ended)
     )
-    await _commit(session)
+    await commit_or_conflict(session)
 
 
 async def assignment_history(

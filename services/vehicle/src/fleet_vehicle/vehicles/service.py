@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_common.auth import Principal
 from fleet_common.errors import ConflictError, NotFoundError, UnprocessableError
-from fleet_vehicle.constraints import conflict_from
+from fleet_vehicle.constraints import commit_or_conflict
 from fleet_vehicle.events import publish_device_change
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
 from fleet_vehicle.models import Device, DeviceAssignment, Driver, DriverAssignment, Vehicle
@@ -114,23 +113,12 @@ async def list_vehicles(
     return list(rows), total
 
 
-async def _commit(session: AsyncSession) -> None:
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        conflict = conflict_from(exc)
-        if conflict is None:
-            raise
-        raise conflict from exc
-
-
 async def create_vehicle(
     session: AsyncSession, principal: Principal, data: VehicleCreate
 ) -> Vehicle:
     vehicle = Vehicle(org_id=principal.org_id, **data.model_dump())
     session.add(vehicle)
-    await _commit(session)
+    await commit_or_conflict(session)
     await session.refresh(vehicle)
     return vehicle
 
@@ -160,7 +148,7 @@ async def update_vehicle(
     for field, value in changes.items():
         setattr(vehicle, field, value)
     devices = await _devices_of(session, vehicle.id) if speed_limit_changed else []
-    await _commit(session)
+    await commit_or_conflict(session)
     await session.refresh(vehicle)
     # The location service caches each device's speed limit: tell it to drop them.
     for device in devices:
@@ -191,7 +179,7 @@ async def archive_vehicle(
     devices = await _devices_of(session, vehicle.id)
     for device in devices:
         device.vehicle_id = None
-    await _commit(session)
+    await commit_or_conflict(session)
     for device in devices:
         await publish_device_change(redis, "upsert", device.uid, device.id)
 
@@ -244,7 +232,7 @@ async def assign_driver(
             assigned_by=principal.user_id,
         )
         session.add(assignment)
-    await _commit(session)
+    await commit_or_conflict(session)
     return assignment
 
 
