@@ -112,7 +112,8 @@ def run() -> int:
                 target=_pipe_with_prefix, args=(service, process.stdout), daemon=True
             ).start()
         for service, port in SERVICE_PORTS.items():
-            wait_until_live(port, process=processes[service])
+            # Ready, not just live: the URLs are printed once the stack can serve.
+            wait_until_live(port, timeout_s=90, process=processes[service], probe="readiness")
         print(
             "\nFleet Tracker is up:\n"
             f"  API and dashboard  http://127.0.0.1:{SERVICE_PORTS['gateway']}\n"

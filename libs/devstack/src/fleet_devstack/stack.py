@@ -181,10 +181,14 @@ def service_command(service: str, port: int) -> list[str]:
 
 
 def wait_until_live(
-    port: int, timeout_s: float = 60.0, process: subprocess.Popen | None = None
+    port: int,
+    timeout_s: float = 60.0,
+    process: subprocess.Popen | None = None,
+    probe: str = "liveness",
 ) -> None:
+    """Wait for the service on `port` to answer 200 on /health/<probe>."""
     deadline = time.monotonic() + timeout_s
-    url = f"http://127.0.0.1:{port}/health/liveness"
+    url = f"http://127.0.0.1:{port}/health/{probe}"
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise StackError(f"the service on port {port} exited with {process.returncode}")
