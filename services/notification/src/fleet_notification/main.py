@@ -11,6 +11,8 @@ from fleet_common.app import create_service_app
 from fleet_notification.alerts.router import router as alerts_router
 from fleet_notification.config import Settings
 from fleet_notification.consumer import EventConsumer
+from fleet_notification.dead_letters.router import internal_router as dead_letters_internal
+from fleet_notification.dead_letters.router import router as dead_letters_router
 from fleet_notification.delivery.email import EmailChannel
 from fleet_notification.delivery.in_app import InAppChannel
 from fleet_notification.delivery.push import PushChannel
@@ -65,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Fleet Tracker notification service",
     )
     api = APIRouter(prefix="/api/v1")
-    for router in (rules_router, alerts_router, push_tokens_router):
+    for router in (rules_router, alerts_router, push_tokens_router, dead_letters_router):
         api.include_router(router)
     app.include_router(api)
+    app.include_router(dead_letters_internal)
     return app

@@ -141,3 +141,29 @@ class RuleCooldown(Base):
     )
     subject: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_alert_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventDeadLetter(Base):
+    """A `fleet:events` entry given up on: it kept failing (or could not be read at all).
+
+    Bounded: the oldest rows go past NOTIFICATION_DEAD_LETTER_MAX_ROWS. `org_id` is the
+    event's org when the entry could be read as an event, else null (operators only).
+    """
+
+    __tablename__ = "event_dead_letters"
+    __table_args__ = (
+        Index("ix_event_dead_letters_org_id_created_at", "org_id", "created_at"),
+        Index("ix_event_dead_letters_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    entry_id: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[uuid.UUID | None] = mapped_column()
+    event_id: Mapped[uuid.UUID | None] = mapped_column()
+    event_type: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(16))  # "failing" or "malformed"
+    attempts: Mapped[int] = mapped_column(Integer)
+    # The entry's fields as the stream held them (text: the thing may not be valid JSON).
+    raw: Mapped[str] = mapped_column(Text)
+    last_error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
