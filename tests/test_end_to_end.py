@@ -259,3 +259,69 @@ async def test_hostile_telemetry_is_rejected_without_stopping_the_consumer(platf
     rejections = await api.get("/ingest/rejections", headers=headers)
     assert rejections.status_code == 200
     assert rejections.json()["items"], "the bad message was not kept for inspection"
+
+
+async def test_rules_on_vehicle_groups_follow_the_vehicles_group(platform, api):
+    """The vehicle's group travels from the vehicle service through the location service's
+    device cache onto the event; a group change reaches that cache at once."""
+    headers = await register(api)
+    vehicle = await post(
+        api,
+        "/vehicles",
+        headers,
+        {"name": "Van 3", "plate": f"GRP-{uuid.uuid4().hex[:6]}", "group": "North"},
+    )
+    uid = f"e2e-{uuid.uuid4().hex[:12]}"
+    device = await post(
+        api, "/devices", headers, {"uid": uid, "name": "T", "vehicle_id": vehicle["id"]}
+    )
+    await post(api, "/geofences", headers, {"name": "Depot", "geometry": POLYGON})
+    for group in ("North", "South"):
+        await post(
+            api,
+            "/alert-rules",
+            headers,
+            {
+                "name": group,
+                "vehicle_groups": [group],
+                "channels": ["in_app"],
+                "cooldown_s": 0,
+                "event_types": ["geofence_enter"],
+            },
+        )
+    credentials = device["credentials"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid)
+    client.username_pw_set(credentials["username"], credentials["password"])
+    client.connect("127.0.0.1", platform.mqtt_port)
+    client.loop_start()
+
+    async def drive(*points: tuple[float, float]) -> None:
+        for lon, lat in points:
+            payload = {"ts": datetime.now(UTC).isoformat(), "lat": lat, "lon": lon}
+            client.publish(f"fleet/{uid}/telemetry", json.dumps(payload), qos=1).wait_for_publish(
+                TIMEOUT_S
+            )
+            await asyncio.sleep(0.4)
+
+    def enters(found: list[dict]) -> list[tuple[str, str | None]]:
+        return sorted(
+            (a["rule_name"], a["vehicle_group"]) for a in found if a["type"] == "geofence_enter"
+        )
+
+    try:
+        await drive((106.690, 10.775), (106.705, 10.775))
+        alerts = await wait_for_alerts(api, headers, lambda found: enters(found))
+        assert enters(alerts) == [("North", "North")]
+
+        response = await api.patch(
+            f"/vehicles/{vehicle['id']}", json={"group": "South"}, headers=headers
+        )
+        assert response.status_code == 200
+        await drive((106.690, 10.775), (106.705, 10.775))
+        alerts = await wait_for_alerts(api, headers, lambda found: len(enters(found)) == 2)
+        assert enters(alerts) == [("North", "North"), ("South", "South")]
+        south = await api.get("/alerts", params={"vehicle_group": "South"}, headers=headers)
+        assert [a["rule_name"] for a in south.json()["items"]] == ["South"]
+    finally:
+        client.loop_stop()
+        client.disconnect()

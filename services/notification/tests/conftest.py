@@ -24,6 +24,7 @@ from fleet_notification.config import Settings
 from fleet_notification.main import create_app
 
 FCM_PROJECT = "fleet-push-test"
+INTERNAL_TOKEN = "notification-tests-internal-token-0123456789"
 
 
 class Recorder(ThreadingHTTPServer):
@@ -186,6 +187,8 @@ def notification_env(
         "AUTH_JWKS_URL": jwks_url,
         "NOTIFICATION_CLAIM_IDLE_S": "1",
         "NOTIFICATION_CLAIM_INTERVAL_S": "0.5",
+        "NOTIFICATION_MAX_EVENT_ATTEMPTS": "3",
+        "INTERNAL_SERVICE_TOKEN": INTERNAL_TOKEN,
         "NOTIFICATION_STREAM_BLOCK_MS": "200",
         "NOTIFICATION_DELIVERY_POLL_INTERVAL_S": "0.2",
         "NOTIFICATION_DELIVERY_RETRY_BASE_S": "0.2",

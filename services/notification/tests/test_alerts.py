@@ -311,3 +311,81 @@ async def test_deliveries_are_recorded_per_channel(notification, make_org):
     }
     async with app.state.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Delivery)) >= 2
+
+
+async def test_rules_target_vehicle_groups(notification, make_org):
+    client, app, redis = notification
+    org, other = make_org(), make_org()
+    north = await create_rule(
+        client, org, name="North", vehicle_groups=[" North ", "North", "East"], cooldown_s=0
+    )
+    assert north["vehicle_groups"] == ["North", "East"]
+    named = uuid.uuid4()
+    either = await create_rule(
+        client, org, name="Either", vehicle_ids=[str(named)], vehicle_groups=["South"], cooldown_s=0
+    )
+    everyone = await create_rule(client, org, name="All", cooldown_s=0)
+    # Another org's rule on the same group name never sees this org's events.
+    await create_rule(client, other, name="Theirs", vehicle_groups=["North"], cooldown_s=0)
+    events = {
+        "north": make_event(org.org_id, vehicle_group="North"),
+        "east": make_event(org.org_id, vehicle_group="East"),
+        "south": make_event(org.org_id, vehicle_group="South"),
+        "named": make_event(org.org_id, vehicle_id=named),
+        "ungrouped": make_event(org.org_id),
+        "north-lower": make_event(org.org_id, vehicle_group="north"),
+    }
+    await publish(redis, *events.values())
+    await eventually(lambda: _count(app, org.org_id, 10))
+    await asyncio.sleep(0.3)
+    raised = {
+        (rule_name, key)
+        for a in await alerts_of(app, org.org_id)
+        for key, e in events.items()
+        if e["id"] == str(a.event_id)
+        for rule_name in [a.rule_name]
+    }
+    assert raised == {
+        ("North", "north"),
+        ("North", "east"),
+        ("Either", "south"),
+        ("Either", "named"),
+        *{("All", key) for key in events},
+    }
+    assert await alerts_of(app, other.org_id) == []
+
+    # Alerts keep the group and filter by it; rules filter by the group they name.
+    headers = org.headers("viewer")
+    listed = await client.get("/api/v1/alerts", params={"vehicle_group": "North"}, headers=headers)
+    assert listed.status_code == 200
+    assert {(a["rule_name"], a["vehicle_group"]) for a in listed.json()["items"]} == {
+        ("North", "North"),
+        ("All", "North"),
+    }
+    rules = await client.get(
+        "/api/v1/alert-rules", params={"vehicle_group": "South"}, headers=headers
+    )
+    assert [r["id"] for r in rules.json()["items"]] == [either["id"]]
+    by_vehicle = await client.get(
+        "/api/v1/alert-rules", params={"vehicle_id": str(named)}, headers=headers
+    )
+    assert [r["id"] for r in by_vehicle.json()["items"]] == [either["id"]]
+
+    # Changing the groups of a rule; clearing them makes it match every vehicle.
+    url = f"/api/v1/alert-rules/{north['id']}"
+    patched = await client.patch(url, json={"vehicle_groups": []}, headers=org.headers())
+    assert patched.status_code == 200
+    assert patched.json()["vehicle_groups"] == []
+    assert everyone["vehicle_groups"] == []
+
+    for bad in ([""], ["x" * 61], ["ok"] * 101, "North", [1]):
+        response = await client.patch(url, json={"vehicle_groups": bad}, headers=org.headers())
+        assert_problem(response, 422)
+    for params in ({"vehicle_group": ""}, {"vehicle_group": "x" * 61}):
+        assert_problem(await client.get("/api/v1/alerts", params=params, headers=headers), 422)
+        assert_problem(await client.get("/api/v1/alert-rules", params=params, headers=headers), 422)
+    # A viewer cannot write a rule's groups; another org's rule is not found.
+    assert_problem(await client.patch(url, json={"vehicle_groups": ["A"]}, headers=headers), 403)
+    assert_problem(
+        await client.patch(url, json={"vehicle_groups": ["A"]}, headers=other.headers()), 404
+    )

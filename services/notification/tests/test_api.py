@@ -92,7 +92,7 @@ WEBHOOK = {"secret": "0123456789abcdef0123"}
         ({"recipients": {"webhook": {"url": "http://10.1.2.3/h", **WEBHOOK}}}, "private"),
         ({"recipients": {"webhook": {"url": "http://169.254.169.254/", **WEBHOOK}}}, "private"),
         ({"recipients": {"webhook": {"url": "http://[::1]:80/", **WEBHOOK}}}, "private"),
-        ({"recipients": {"webhook": {"url": "http://localhost:8000/", **WEBHOOK}}}, "not a public"),
+        ({"recipients": {"webhook": {"url": "http://printer.local./", **WEBHOOK}}}, "not a public"),
         (
             {"recipients": {"webhook": {"url": "http://u:p@hooks.example/", **WEBHOOK}}},
             "credentials",

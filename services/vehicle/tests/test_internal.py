@@ -32,7 +32,12 @@ async def test_lookup_by_uid(client, org_a, internal_headers):
     vehicle = (
         await client.post(
             "/api/v1/vehicles",
-            json={"name": "Van", "plate": f"I{uuid.uuid4().hex[:6]}", "speed_limit_kph": 70},
+            json={
+                "name": "Van",
+                "plate": f"I{uuid.uuid4().hex[:6]}",
+                "speed_limit_kph": 70,
+                "group": "North depot",
+            },
             headers=org_a.headers(),
         )
     ).json()
@@ -45,6 +50,7 @@ async def test_lookup_by_uid(client, org_a, internal_headers):
         "vehicle_id": vehicle["id"],
         "org_id": org_a.org_id,
         "speed_limit_kph": 70.0,
+        "vehicle_group": "North depot",
         "protocol": "osmand",
         "active": True,
     }

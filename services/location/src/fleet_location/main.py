@@ -109,7 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.devices = directory
         app.state.mqtt = consumer
         detector = create_event_detector(
-            settings, app.state.redis, app.state.sessionmaker, directory.speed_limit_for
+            settings,
+            app.state.redis,
+            app.state.sessionmaker,
+            directory.speed_limit_for,
+            directory.cached_device,
         )
         app.state.geofence_index = detector.geofences
         observers.append(detector)

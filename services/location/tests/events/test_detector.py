@@ -5,6 +5,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -14,6 +15,8 @@ from fleet_location.config import Settings
 from fleet_location.events import EventDetector, create_event_detector
 from fleet_location.geofences import service
 from fleet_location.geofences.schemas import GeofenceCreate
+from fleet_location.ingest.devices import DeviceDirectory
+from fleet_location.ingest.parsing import DeviceInfo
 from fleet_location.positions.model import Position
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -279,3 +282,76 @@ async def test_stream_is_capped(env):
     assert settings.events_stream_maxlen >= 1000
     info = await redis.xinfo_stream(EVENTS_STREAM)
     assert info["length"] <= settings.events_stream_maxlen + 100
+
+
+async def test_events_carry_the_vehicle_group_of_the_cached_device(env):
+    """The group comes from the device directory (the vehicle service's lookup); a device the
+    cache has dropped (a `fleet:devices` message) keeps the last group known until it is
+    looked up again."""
+    settings, sessionmaker, redis = env
+    async with httpx.AsyncClient() as http:
+        directory = DeviceDirectory(
+            vehicle_url="http://127.0.0.1:9",
+            internal_token="unused",
+            redis=redis,
+            http=http,
+            ttl_s=60,
+            negative_ttl_s=5,
+        )
+        detector = create_event_detector(
+            settings, redis, sessionmaker, SPEED_LIMITS.get, directory.cached_device
+        )
+        car = Device()
+        await add_geofence(env, car.org_id, "Depot", SQUARE)
+
+        def cache(group: str | None) -> None:
+            info = DeviceInfo(
+                car.device_id,
+                f"grp-{car.device_id.hex[:8]}",
+                car.vehicle_id,
+                car.org_id,
+                vehicle_group=group,
+            )
+            directory._on_message(json.dumps({"uid": info.uid, "device_id": str(car.device_id)}))
+            directory._store(info.uid, info)
+
+        cache("North")
+        outside = car.at(9.99, 105.99)
+        last = car.at(10.005, 106.005)
+        await detector.positions_committed([outside, last])
+        [enter] = await events_of(redis, car, "geofence_enter")
+        assert enter["vehicle_group"] == "North"
+
+        # The vehicle changed; the cache dropped the device; it falls silent.
+        directory._on_message(json.dumps({"device_id": str(car.device_id)}))
+        assert directory.cached_device(car.device_id) is None
+        latest = {"recorded_at": last.recorded_at.isoformat(), "vehicle_id": str(car.vehicle_id)}
+        await redis.hset(latest_key(car.org_id), str(car.device_id), json.dumps(latest))
+        await detector.sweep_offline(last.recorded_at.timestamp() + settings.offline_after_s + 1)
+        [offline] = await events_of(redis, car, "device_offline")
+        assert offline["vehicle_group"] == "North"
+
+        # Looked up again with its new group (or none), its next events carry that.
+        cache("South")
+        await detector.positions_committed([car.at(9.99, 105.99, dt_s=3600)])
+        [_online] = await events_of(redis, car, "device_online")
+        [exit_] = await events_of(redis, car, "geofence_exit")
+        assert exit_["vehicle_group"] == _online["vehicle_group"] == "South"
+        cache(None)
+        await detector.positions_committed([car.at(10.005, 106.005)])
+        assert [e["vehicle_group"] for e in await events_of(redis, car, "geofence_enter")] == [
+            "North",
+            None,
+        ]
+        # Every field of the event contract is still there.
+        assert set(enter) == {
+            "id",
+            "type",
+            "org_id",
+            "vehicle_id",
+            "device_id",
+            "ts",
+            "position",
+            "details",
+            "vehicle_group",
+        }

@@ -25,6 +25,10 @@ class Settings(CommonSettings):
     stream_block_ms: int = Field(2000, ge=10, le=4000)  # under the Redis socket timeout
     claim_idle_s: float = Field(60.0, gt=0)
     claim_interval_s: float = Field(10.0, gt=0)
+    # An entry whose processing failed this many times (its delivery count in the consumer
+    # group) goes to the event_dead_letters table, bounded to dead_letter_max_rows.
+    max_event_attempts: int = Field(5, ge=1, le=100)
+    dead_letter_max_rows: int = Field(10_000, ge=10, le=10_000_000)
 
     # Deliveries.
     delivery_concurrency: int = Field(20, ge=1, le=500)

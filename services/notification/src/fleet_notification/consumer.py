@@ -4,6 +4,14 @@ An entry is acknowledged only after its alerts (and their pending deliveries) ar
 committed; raising alerts is idempotent by event id, so an entry read twice (a crash
 between commit and XACK) raises nothing new. Entries a crashed consumer left pending are
 claimed with XAUTOCLAIM once idle for `claim_idle_s`.
+
+A poison entry (one whose processing keeps failing, say a value PostgreSQL refuses) is not
+reclaimed forever: when an attempt fails and the entry's delivery count in the group has
+reached `max_event_attempts`, it is written to the `event_dead_letters` table with its last
+error and acknowledged. The dead letter lives in the same database, so while that database
+is down nothing is dead-lettered: the entries stay pending and are processed once it is
+back. An entry that cannot be read as an event at all is dead-lettered at once (no org).
+A failing entry does not hold up the rest of its batch.
 """
 
 import asyncio
@@ -21,6 +29,7 @@ from fleet_common.logging import get_logger
 from fleet_common.redis import EVENTS_GROUP, EVENTS_STREAM
 from fleet_notification.alerts.raising import IncomingEvent, raise_alerts
 from fleet_notification.config import Settings
+from fleet_notification.dead_letters import service as dead_letters
 
 log = get_logger(__name__)
 
@@ -28,7 +37,16 @@ EVENTS_CONSUMED = Counter(
     "notification_events_consumed_total", "Stream entries handled, by outcome.", ["outcome"]
 )
 ALERTS_RAISED = Counter("alerts_raised_total", "Alerts created from events.", ["type"])
+EVENTS_DEAD_LETTERED = Counter(
+    "notification_events_dead_lettered_total",
+    "Stream entries moved to event_dead_letters, by reason (failing, malformed).",
+    ["reason"],
+)
 DEAD_CONSUMER_IDLE_MS = 3_600_000
+
+
+class MalformedEvent(Exception):
+    """The entry cannot be read as an event."""
 
 
 class EventConsumer:
@@ -97,7 +115,7 @@ class EventConsumer:
             start, entries = result[0], result[1]
             if entries:
                 log.info("claimed pending events", count=len(entries))
-                await self.handle(entries)
+                await self.handle(entries, await self._delivery_counts(entries))
             if start in (b"0-0", "0-0"):
                 break
         await self._forget_dead_consumers()
@@ -113,18 +131,64 @@ class EventConsumer:
             ):
                 await self.redis.xgroup_delconsumer(EVENTS_STREAM, EVENTS_GROUP, name)
 
-    async def handle(self, entries: list) -> None:
+    async def _delivery_counts(self, entries: list) -> dict:
+        """How often each claimed entry was delivered in the group (XPENDING)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, _fields in entries:
+                pipe.xpending_range(
+                    EVENTS_STREAM, EVENTS_GROUP, min=entry_id, max=entry_id, count=1
+                )
+            answers = await pipe.execute()
+        return {
+            entry_id: found[0]["times_delivered"]
+            for (entry_id, _fields), found in zip(entries, answers, strict=True)
+            if found
+        }
+
+    async def handle(self, entries: list, delivered: dict | None = None) -> None:
+        """Process entries; `delivered` gives claimed entries' delivery counts (a fresh
+        read is the first delivery)."""
         done: list = []
         raised = False
+        failure: Exception | None = None
         try:
             for entry_id, fields in entries:
-                event = self._parse(entry_id, fields)
-                if event is None:
+                try:
+                    event = self._parse(fields)
+                except MalformedEvent as exc:
+                    EVENTS_CONSUMED.labels("malformed").inc()
+                    log.warning(
+                        "dead-lettering a malformed event", entry_id=_text(entry_id), error=str(exc)
+                    )
+                    await self._dead_letter(entry_id, fields, None, "malformed", 1, str(exc))
                     done.append(entry_id)
                     continue
-                async with self.sessionmaker() as session:
-                    created = await raise_alerts(session, event)
-                    await session.commit()
+                try:
+                    async with self.sessionmaker() as session:
+                        created = await raise_alerts(session, event)
+                        await session.commit()
+                except Exception as exc:
+                    attempts = (delivered or {}).get(entry_id, 1)
+                    if attempts < self.settings.max_event_attempts:
+                        EVENTS_CONSUMED.labels("failed").inc()
+                        log.warning(
+                            "event failed; it stays pending and is retried",
+                            entry_id=_text(entry_id),
+                            attempts=attempts,
+                            error=repr(exc)[:500],
+                        )
+                        failure = exc
+                        continue
+                    log.error(
+                        "dead-lettering an event that keeps failing",
+                        entry_id=_text(entry_id),
+                        event_id=str(event.id),
+                        attempts=attempts,
+                        error=repr(exc)[:500],
+                    )
+                    await self._dead_letter(entry_id, fields, event, "failing", attempts, exc)
+                    done.append(entry_id)
+                    continue
                 done.append(entry_id)
                 EVENTS_CONSUMED.labels("processed").inc()
                 for _ in created:
@@ -136,13 +200,46 @@ class EventConsumer:
                 await self.redis.xack(EVENTS_STREAM, EVENTS_GROUP, *done)
             if raised:
                 self._on_alerts()
+        if failure is not None and not done:
+            # Nothing in the batch went through (the database down?): back off in run().
+            raise failure
 
-    def _parse(self, entry_id, fields: dict | None) -> IncomingEvent | None:
+    async def _dead_letter(
+        self,
+        entry_id,
+        fields: dict | None,
+        event: IncomingEvent | None,
+        reason: str,
+        attempts: int,
+        error: Exception | str,
+    ) -> None:
+        """Store the entry; raises (so it stays pending) if the database cannot take it."""
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        async with self.sessionmaker() as session:
+            await dead_letters.store(
+                session,
+                entry_id=_text(entry_id),
+                fields=fields,
+                org_id=event.org_id if event else None,
+                event_id=event.id if event else None,
+                event_type=event.type if event else None,
+                reason=reason,
+                attempts=attempts,
+                error=message,
+                max_rows=self.settings.dead_letter_max_rows,
+            )
+            await session.commit()
+        EVENTS_DEAD_LETTERED.labels(reason).inc()
+        EVENTS_CONSUMED.labels("dead_lettered").inc()
+
+    def _parse(self, fields: dict | None) -> IncomingEvent:
         try:
             if not fields:
                 raise ValueError("entry has no fields (trimmed from the stream)")
             return IncomingEvent.model_validate(json.loads(fields[b"event"]))
         except (KeyError, ValueError, ValidationError) as exc:
-            EVENTS_CONSUMED.labels("malformed").inc()
-            log.warning("dropping malformed event", entry_id=str(entry_id), error=str(exc)[:300])
-            return None
+            raise MalformedEvent(str(exc)[:1000]) from exc
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -4,16 +4,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import APIRouter, FastAPI
 
 from fleet_common.app import create_service_app
 from fleet_notification.alerts.router import router as alerts_router
 from fleet_notification.config import Settings
 from fleet_notification.consumer import EventConsumer
+from fleet_notification.dead_letters.router import internal_router as dead_letters_internal
+from fleet_notification.dead_letters.router import router as dead_letters_router
 from fleet_notification.delivery.email import EmailChannel
 from fleet_notification.delivery.in_app import InAppChannel
 from fleet_notification.delivery.push import PushChannel
+from fleet_notification.delivery.targets import webhook_client
 from fleet_notification.delivery.webhook import WebhookChannel
 from fleet_notification.delivery.worker import DeliveryWorker
 from fleet_notification.push_tokens.router import router as push_tokens_router
@@ -23,17 +25,15 @@ from fleet_notification.rules.router import router as rules_router
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    # Webhooks go to customers' servers: no redirects, no proxy from the environment.
-    webhook_client = httpx.AsyncClient(
-        timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
-    )
+    # Webhooks go to customers' servers: pinned to checked addresses, no redirects, no proxy.
+    webhook_http = webhook_client(settings)
     push = PushChannel(settings, app.state.sessionmaker)
     worker = DeliveryWorker(
         settings,
         app.state.sessionmaker,
         {
             "in_app": InAppChannel(app.state.redis),
-            "webhook": WebhookChannel(settings, webhook_client),
+            "webhook": WebhookChannel(settings, webhook_http),
             "email": EmailChannel(settings),
             "push": push,
         },
@@ -51,7 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await webhook_client.aclose()
+        await webhook_http.aclose()
         await push.close()
 
 
@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Fleet Tracker notification service",
     )
     api = APIRouter(prefix="/api/v1")
-    for router in (rules_router, alerts_router, push_tokens_router):
+    for router in (rules_router, alerts_router, push_tokens_router, dead_letters_router):
         api.include_router(router)
     app.include_router(api)
+    app.include_router(dead_letters_internal)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +32,10 @@ class AlertRule(Base):
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
     vehicle_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), default=list)
     geofence_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), default=list)
+    # Vehicle groups (the vehicle service's `group`); with vehicle_ids, a vehicle in either.
+    vehicle_groups: Mapped[list[str]] = mapped_column(
+        ARRAY(String(60)), default=list, server_default="{}"
+    )
     channels: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
     emails: Mapped[list[str]] = mapped_column(ARRAY(String(254)), default=list)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
@@ -53,6 +58,13 @@ class Alert(Base):
         # One alert per event and rule, however often the stream delivers the event.
         UniqueConstraint("event_id", "rule_id"),
         Index("ix_alerts_org_id_occurred_at", "org_id", "occurred_at"),
+        Index(
+            "ix_alerts_org_id_vehicle_group_occurred_at",
+            "org_id",
+            "vehicle_group",
+            "occurred_at",
+            postgresql_where=text("vehicle_group IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -66,6 +78,8 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="open")
     vehicle_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The vehicle's group when the event happened, as the event carried it.
+    vehicle_group: Mapped[str | None] = mapped_column(String(60))
     device_id: Mapped[uuid.UUID | None] = mapped_column()
     position: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
@@ -127,3 +141,29 @@ class RuleCooldown(Base):
     )
     subject: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_alert_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventDeadLetter(Base):
+    """A `fleet:events` entry given up on: it kept failing (or could not be read at all).
+
+    Bounded: the oldest rows go past NOTIFICATION_DEAD_LETTER_MAX_ROWS. `org_id` is the
+    event's org when the entry could be read as an event, else null (operators only).
+    """
+
+    __tablename__ = "event_dead_letters"
+    __table_args__ = (
+        Index("ix_event_dead_letters_org_id_created_at", "org_id", "created_at"),
+        Index("ix_event_dead_letters_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    entry_id: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[uuid.UUID | None] = mapped_column()
+    event_id: Mapped[uuid.UUID | None] = mapped_column()
+    event_type: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(16))  # "failing" or "malformed"
+    attempts: Mapped[int] = mapped_column(Integer)
+    # The entry's fields as the stream held them (text: the thing may not be valid JSON).
+    raw: Mapped[str] = mapped_column(Text)
+    last_error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -36,6 +36,8 @@ EVENTS_DETECTED = Counter(
 )
 
 SpeedLimitLookup = Callable[[UUID], float | Awaitable[float | None] | None]
+# The cached device (anything with `vehicle_group`) by device id, or None if not cached.
+DeviceLookup = Callable[[UUID | str], Any]
 Event = dict[str, Any]
 State = dict[str, Any]
 MAX_CAS_ROUNDS = 8
@@ -137,8 +139,10 @@ class EventDetector:
         geofences: GeofenceIndex,
         speed_limit_for: SpeedLimitLookup,
         config: DetectionConfig,
+        device_for: DeviceLookup | None = None,
     ) -> None:
         self.redis = redis
+        self._device_for = device_for
         self.geofences = geofences
         self.config = config
         self._speed_limit_for = speed_limit_for
@@ -445,6 +449,16 @@ class EventDetector:
             ):
                 state["batt_low"] = False
 
+    def _add_vehicle_group(self, device: Any, state: State, events: list[Event]) -> None:
+        """Events carry their vehicle's group, for alert rules on groups: the cached device's,
+        else the last one known (a silent device whose cache entry was dropped)."""
+        info = self._device_for(device) if self._device_for is not None else None
+        if info is not None:
+            state["grp"] = info.vehicle_group
+        group = state.get("grp")
+        for event in events:
+            event["vehicle_group"] = group
+
     # -- versioned state writes ----------------------------------------------------------
 
     async def _apply(self, work: dict[Any, Callable[[State], list[Event]]]) -> list[Event]:
@@ -464,6 +478,8 @@ class EventDetector:
                 for device, (version, raw) in zip(devices, stored, strict=True):
                     state: State = json.loads(raw) if raw else {}
                     events = pending[device](state)
+                    if events:
+                        self._add_vehicle_group(device, state, events)
                     await self._cas(
                         keys=[state_key(device), EVENTS_STREAM],
                         args=[
@@ -493,6 +509,7 @@ def create_event_detector(
     redis: Redis,
     sessionmaker: async_sessionmaker[AsyncSession],
     speed_limit_for: SpeedLimitLookup,
+    device_for: DeviceLookup | None = None,
 ) -> EventDetector:
     """The detector the location app registers as a position observer; `start()` it."""
     return EventDetector(
@@ -500,4 +517,5 @@ def create_event_detector(
         geofences=GeofenceIndex(sessionmaker, max_age_s=settings.geofence_index_max_age_s),
         speed_limit_for=speed_limit_for,
         config=DetectionConfig.from_settings(settings),
+        device_for=device_for,
     )

@@ -45,6 +45,7 @@ def _device(document: dict) -> DeviceInfo:
         speed_limit_kph=float(limit) if limit is not None else None,
         protocol=document.get("protocol"),
         active=bool(document.get("active", True)),
+        vehicle_group=document.get("vehicle_group") or None,
     )
 
 
@@ -144,6 +145,18 @@ class DeviceDirectory:
         entry = self._entries.get(uid) if uid is not None else None
         device = entry[0] if entry is not None else None
         return device.speed_limit_kph if device is not None else None
+
+    def cached_device(self, device_id: UUID | str) -> DeviceInfo | None:
+        """The cached device (even if its entry expired), or None if not cached: what the
+        detector puts on events about it (its vehicle group)."""
+        if not isinstance(device_id, UUID):
+            try:
+                device_id = UUID(device_id)
+            except ValueError:
+                return None
+        uid = self._uid_by_device.get(device_id)
+        entry = self._entries.get(uid) if uid is not None else None
+        return entry[0] if entry is not None else None
 
     def knows_vehicle(self, org_id: UUID, vehicle_id: UUID) -> bool:
         """Whether a cached device of this org is on this vehicle."""

@@ -72,6 +72,7 @@ class DeviceInfo:
     speed_limit_kph: float | None = None
     protocol: str | None = None
     active: bool = True
+    vehicle_group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

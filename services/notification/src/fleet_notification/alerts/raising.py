@@ -6,11 +6,11 @@ rule and vehicle, so concurrent consumers cannot both pass it.
 """
 
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +28,8 @@ class IncomingEvent(BaseModel):
     type: EventType
     org_id: UUID
     vehicle_id: UUID | None = None
+    # The vehicle's group at detection time (an addition to the event contract's fields).
+    vehicle_group: Annotated[str, StringConstraints(max_length=60)] | None = None
     device_id: UUID | None = None
     ts: AwareDatetime
     position: dict[str, Any] | None = None
@@ -55,8 +57,17 @@ def within_active_hours(rule: AlertRule, at: datetime) -> bool:
     return False
 
 
+def _targets_vehicle(rule: AlertRule, event: IncomingEvent) -> bool:
+    """No vehicle or group named: every vehicle. Otherwise one named, or in a named group."""
+    if not rule.vehicle_ids and not rule.vehicle_groups:
+        return True
+    return event.vehicle_id in rule.vehicle_ids or (
+        event.vehicle_group is not None and event.vehicle_group in rule.vehicle_groups
+    )
+
+
 def _matches(rule: AlertRule, event: IncomingEvent) -> bool:
-    if rule.vehicle_ids and event.vehicle_id not in rule.vehicle_ids:
+    if not _targets_vehicle(rule, event):
         return False
     if rule.geofence_ids:
         try:
@@ -121,6 +132,7 @@ async def raise_alerts(session: AsyncSession, event: IncomingEvent) -> list[UUID
                 severity=rule.severity or DEFAULT_SEVERITY[event.type],
                 status="open",
                 vehicle_id=event.vehicle_id,
+                vehicle_group=event.vehicle_group,
                 device_id=event.device_id,
                 position=event.position,
                 details=event.details,

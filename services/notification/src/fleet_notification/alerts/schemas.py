@@ -26,6 +26,7 @@ class AlertOut(BaseModel):
     severity: str
     status: str
     vehicle_id: UUID | None
+    vehicle_group: str | None
     device_id: UUID | None
     position: dict[str, Any] | None
     details: dict[str, Any]

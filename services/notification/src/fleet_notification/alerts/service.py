@@ -22,6 +22,7 @@ def to_out(alert: Alert, deliveries: list[Delivery] | None = None) -> AlertOut:
         severity=alert.severity,
         status=alert.status,
         vehicle_id=alert.vehicle_id,
+        vehicle_group=alert.vehicle_group,
         device_id=alert.device_id,
         position=alert.position,
         details=alert.details,
@@ -58,6 +59,7 @@ async def list_alerts(
     status: str | None,
     type_: str | None,
     vehicle_id: UUID | None,
+    vehicle_group: str | None = None,
     from_: datetime | None,
     to: datetime | None,
     limit: int,
@@ -70,6 +72,8 @@ async def list_alerts(
         query = query.where(Alert.type == type_)
     if vehicle_id is not None:
         query = query.where(Alert.vehicle_id == vehicle_id)
+    if vehicle_group is not None:
+        query = query.where(Alert.vehicle_group == vehicle_group)
     if from_ is not None:
         query = query.where(Alert.occurred_at >= from_)
     if to is not None:

@@ -14,7 +14,7 @@ import httpx
 
 from fleet_notification.config import Settings
 from fleet_notification.delivery.channels import DeliveryError
-from fleet_notification.delivery.targets import TargetRefused, check_webhook_target
+from fleet_notification.delivery.targets import TargetRefused, check_webhook_url_syntax
 from fleet_notification.models import Delivery
 
 SIGNATURE_HEADER = "X-Fleet-Signature"
@@ -37,11 +37,10 @@ class WebhookChannel:
         if not url or not secret:
             raise DeliveryError("the rule has no webhook url and secret", permanent=True)
         try:
-            await check_webhook_target(url, self.settings)
+            # The addresses are checked where the connection is made (PinnedTransport).
+            check_webhook_url_syntax(url, self.settings)
         except TargetRefused as exc:
             raise DeliveryError(str(exc), permanent=True) from exc
-        except ConnectionError as exc:
-            raise DeliveryError(str(exc)) from exc
         body = json.dumps(
             {"type": "alert", "delivery_id": str(delivery.id), "alert": alert},
             separators=(",", ":"),
@@ -57,6 +56,8 @@ class WebhookChannel:
         }
         try:
             response = await self.client.post(url, content=body, headers=headers)
+        except TargetRefused as exc:
+            raise DeliveryError(str(exc), permanent=True) from exc
         except httpx.HTTPError as exc:
             raise DeliveryError(f"webhook request failed: {type(exc).__name__}") from exc
         outcome = {"status_code": response.status_code}

@@ -24,8 +24,19 @@ async def list_rules(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    vehicle_group: Annotated[str | None, Query(min_length=1, max_length=60)] = None,
+    vehicle_id: UUID | None = None,
 ) -> AlertRuleList:
-    rows, total = await service.list_rules(session, user.org_id, limit=limit, offset=offset)
+    """Rules of the org; `vehicle_group` / `vehicle_id` keep those naming that group or
+    vehicle."""
+    rows, total = await service.list_rules(
+        session,
+        user.org_id,
+        limit=limit,
+        offset=offset,
+        vehicle_group=vehicle_group,
+        vehicle_id=vehicle_id,
+    )
     return AlertRuleList(
         items=[service.to_out(r) for r in rows], total=total, limit=limit, offset=offset
     )

@@ -19,6 +19,7 @@ from pydantic import (
 from fleet_notification.events import Channel, EventType, Severity
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Group = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 MAX_COOLDOWN_S = 7 * 86_400
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
@@ -96,6 +97,8 @@ class AlertRuleCreate(_RuleFields):
     event_types: Annotated[list[EventType], Field(min_length=1, max_length=7)]
     vehicle_ids: Annotated[list[UUID], Field(max_length=1000)] = []
     geofence_ids: Annotated[list[UUID], Field(max_length=1000)] = []
+    # Vehicle groups as named on vehicles; a vehicle listed or in one of these matches.
+    vehicle_groups: Annotated[list[Group], Field(max_length=100)] = []
     channels: Annotated[list[Channel], Field(min_length=1, max_length=4)]
     recipients: RecipientsIn = RecipientsIn()
     cooldown_s: Annotated[int, Field(ge=0, le=MAX_COOLDOWN_S)] = 300
@@ -110,6 +113,7 @@ class AlertRuleUpdate(_RuleFields):
     event_types: Annotated[list[EventType], Field(min_length=1, max_length=7)] | None = None
     vehicle_ids: Annotated[list[UUID], Field(max_length=1000)] | None = None
     geofence_ids: Annotated[list[UUID], Field(max_length=1000)] | None = None
+    vehicle_groups: Annotated[list[Group], Field(max_length=100)] | None = None
     channels: Annotated[list[Channel], Field(min_length=1, max_length=4)] | None = None
     recipients: RecipientsIn | None = None
     cooldown_s: Annotated[int, Field(ge=0, le=MAX_COOLDOWN_S)] | None = None
@@ -136,6 +140,7 @@ class AlertRuleOut(BaseModel):
     event_types: list[str]
     vehicle_ids: list[UUID]
     geofence_ids: list[UUID]
+    vehicle_groups: list[str]
     channels: list[str]
     recipients: RecipientsOut
     cooldown_s: int

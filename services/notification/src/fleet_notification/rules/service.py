@@ -31,6 +31,7 @@ def to_out(rule: AlertRule) -> AlertRuleOut:
         event_types=rule.event_types,
         vehicle_ids=rule.vehicle_ids,
         geofence_ids=rule.geofence_ids,
+        vehicle_groups=rule.vehicle_groups,
         channels=rule.channels,
         recipients=RecipientsOut(emails=rule.emails, webhook=webhook, user_ids=rule.push_user_ids),
         cooldown_s=rule.cooldown_s,
@@ -76,6 +77,7 @@ async def create_rule(
         event_types=list(data.event_types),
         vehicle_ids=list(dict.fromkeys(data.vehicle_ids)),
         geofence_ids=list(dict.fromkeys(data.geofence_ids)),
+        vehicle_groups=list(dict.fromkeys(data.vehicle_groups)),
         channels=list(data.channels),
         cooldown_s=data.cooldown_s,
         active_hours=data.active_hours.model_dump() if data.active_hours else None,
@@ -92,9 +94,19 @@ async def create_rule(
 
 
 async def list_rules(
-    session: AsyncSession, org_id: UUID, *, limit: int, offset: int
+    session: AsyncSession,
+    org_id: UUID,
+    *,
+    limit: int,
+    offset: int,
+    vehicle_group: str | None = None,
+    vehicle_id: UUID | None = None,
 ) -> tuple[list[AlertRule], int]:
     query = select(AlertRule).where(AlertRule.org_id == org_id)
+    if vehicle_group is not None:
+        query = query.where(AlertRule.vehicle_groups.contains([vehicle_group]))
+    if vehicle_id is not None:
+        query = query.where(AlertRule.vehicle_ids.contains([vehicle_id]))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = await session.scalars(
         query.order_by(AlertRule.created_at, AlertRule.id).limit(limit).offset(offset)
@@ -119,7 +131,7 @@ async def update_rule(
     for name in ("name", "cooldown_s", "timezone", "active"):
         if name in fields and getattr(data, name) is not None:
             setattr(rule, name, getattr(data, name))
-    for name in ("event_types", "channels", "vehicle_ids", "geofence_ids"):
+    for name in ("event_types", "channels", "vehicle_ids", "geofence_ids", "vehicle_groups"):
         if name in fields and getattr(data, name) is not None:
             setattr(rule, name, list(dict.fromkeys(getattr(data, name))))
     if "severity" in fields:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_common.auth import Principal
@@ -243,8 +243,11 @@ async def create_device(
         raise
     try:
         await commit_or_conflict(session)
-    except Exception:
+    except Exception as exc:
         await _undo_broker_client(broker, device.uid)
+        if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
+            # A deadlock victim, a lost connection, a failover: nothing was saved; retry.
+            raise ServiceUnavailableError("the device could not be saved; retry") from exc
         raise
     await session.refresh(device)
     await publish_device_change(redis, "upsert", device.uid, device.id)

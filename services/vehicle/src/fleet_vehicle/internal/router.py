@@ -1,7 +1,8 @@
 """Service-to-service lookups (never routed by the gateway; need the internal credential).
 
-The location service maps a device uid to its device, vehicle, org and speed limit with
-these, and drops its cached entries on `fleet:devices` messages.
+The location service maps a device uid to its device, vehicle, org, speed limit and vehicle
+group with these (the group goes on its events, for alert rules that target groups), and
+drops its cached entries on `fleet:devices` messages.
 """
 
 import re
@@ -30,6 +31,7 @@ class DeviceLookup(BaseModel):
     vehicle_id: uuid.UUID | None
     org_id: uuid.UUID
     speed_limit_kph: float | None
+    vehicle_group: str | None
     protocol: DeviceProtocol
     active: bool
 
@@ -49,6 +51,7 @@ def _lookup_query() -> Select:
             Device.vehicle_id,
             Device.org_id,
             Vehicle.speed_limit_kph,
+            Vehicle.group.label("vehicle_group"),
             Device.protocol,
             Device.active,
         )
@@ -64,6 +67,7 @@ def _to_lookup(row) -> DeviceLookup:
         vehicle_id=row.vehicle_id,
         org_id=row.org_id,
         speed_limit_kph=row.speed_limit_kph,
+        vehicle_group=row.vehicle_group,
         protocol=row.protocol,
         active=row.active,
     )

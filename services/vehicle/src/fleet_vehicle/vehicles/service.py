@@ -142,15 +142,18 @@ async def update_vehicle(
 ) -> Vehicle:
     vehicle = await get_live_vehicle(session, principal.org_id, vehicle_id, for_update=True)
     changes = data.model_dump(exclude_unset=True)
-    speed_limit_changed = (
-        "speed_limit_kph" in changes and changes["speed_limit_kph"] != vehicle.speed_limit_kph
+    # The location service caches each device's speed limit and vehicle group (events
+    # carry the group): a change of either must reach its cache.
+    cached_changed = any(
+        name in changes and changes[name] != getattr(vehicle, name)
+        for name in ("speed_limit_kph", "group")
     )
     for field, value in changes.items():
         setattr(vehicle, field, value)
-    devices = await _devices_of(session, vehicle.id) if speed_limit_changed else []
+    devices = await _devices_of(session, vehicle.id) if cached_changed else []
     await commit_or_conflict(session)
     await session.refresh(vehicle)
-    # The location service caches each device's speed limit: tell it to drop them.
+    # Tell the location service to drop those devices from its cache.
     for device in devices:
         await publish_device_change(redis, "upsert", device.uid, device.id)
     return vehicle

@@ -1,0 +1,1 @@
+"""Stream entries the event consumer gave up on, kept for inspection."""
