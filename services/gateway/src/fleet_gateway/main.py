@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.rate_limiter.close()
             await app.state.live_hub.close()
             for upstream in app.state.upstreams.values():
                 await upstream.aclose()
