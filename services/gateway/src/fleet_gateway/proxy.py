@@ -56,6 +56,9 @@ NOT_FORWARDED_UP = HOP_BY_HOP | {
     b"x-request-id",
     b"x-internal-token",
 }
+# Set by the gateway itself on the way down (uvicorn adds Date and Server; the access
+# middleware adds X-Request-ID, the id the upstream got): one of each, not two.
+NOT_FORWARDED_DOWN = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 _NO_BODY = httpx.ByteStream(b"")
 
 
@@ -282,7 +285,7 @@ async def _relay(response: httpx.Response, receive: Receive, send: Send) -> None
     watcher: asyncio.Future | None = None
     try:
         raw = response.headers.raw
-        drop = HOP_BY_HOP | _connection_headers(raw)
+        drop = NOT_FORWARDED_DOWN | _connection_headers(raw)
         await send(
             {
                 "type": "http.response.start",
