@@ -9,10 +9,10 @@ wake-ups on the latency path, so counting is write-behind:
   hits not yet sent, and are added to Redis in one pipelined batch every
   `flush_interval_s` (default 50 ms), each batch refreshing the counts.
 
-Tolerance: on one replica the count is exact. Across replicas, a replica does not see the
-others' last unsent hits, so a subject spreading requests over several replicas can pass
-its limit by at most what it sends in about two flush intervals (at 50 ms and 100 req/s,
-about 10 requests per window).
+Tolerance: on one replica (one gateway process; each gunicorn worker is one) the count is
+exact. Across replicas, a replica does not see the others' last unsent hits, so a subject
+spreading requests over several replicas can pass its limit by at most what it sends in
+about two flush intervals (at 50 ms and 100 req/s, about 10 requests per window).
 
 It fails open: when Redis is unreachable requests pass (readiness says Redis is degraded),
 and for a few seconds after a failure Redis is not asked at all, so an outage does not add
