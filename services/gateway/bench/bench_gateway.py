@@ -245,7 +245,12 @@ def report(title: str, comparison: Comparison) -> None:
 
 def load_line() -> str:
     one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+    line = f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+    if one > (os.cpu_count() or 1) / 2:
+        # Every hop (client, gateway, service, database) waits for a CPU: the added
+        # latency then grows with the load of others, not only with the gateway's cost.
+        line += " (busy: the latency goal is for an unloaded machine)"
+    return line
 
 
 async def main() -> int:
