@@ -91,7 +91,10 @@ class Upstream:
         )
         response = await self.transport.handle_async_request(request)
         response.request = request
-        await response.aread()
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()  # the connection goes back to the pool, even on errors
         return response
 
     async def aclose(self) -> None:
