@@ -88,8 +88,8 @@ class Upstream:
     timeout: dict[str, float | None]
     rotation: Iterator[httpx.AsyncHTTPTransport]
 
-    @property
-    def transport(self) -> httpx.AsyncHTTPTransport:
+    def next_transport(self) -> httpx.AsyncHTTPTransport:
+        """The pool shard for the next request (round-robin)."""
         return next(self.rotation)
 
     async def get(self, path: str) -> httpx.Response:
@@ -101,7 +101,7 @@ class Upstream:
             stream=_NO_BODY,
             extensions={"timeout": self.timeout},
         )
-        response = await self.transport.handle_async_request(request)
+        response = await self.next_transport().handle_async_request(request)
         response.request = request
         try:
             await response.aread()
@@ -274,7 +274,7 @@ class Forwarder:
             extensions={"timeout": upstream.timeout},
         )
         try:
-            response = await upstream.transport.handle_async_request(request)
+            response = await upstream.next_transport().handle_async_request(request)
         except ClientDisconnect:
             return  # nobody left to answer
         except httpx.TimeoutException as exc:
