@@ -43,6 +43,15 @@ async def test_auth_flow_through_the_gateway(client):
     assert jwks.json()["keys"][0]["use"] == "sig"
 
 
+async def test_headers_the_gateway_sets_come_back_once(client):
+    response = await client.get("/.well-known/jwks.json", headers={"X-Request-ID": "one-id"})
+    assert response.status_code == 200
+    # The auth service sets these too; the client gets the gateway's, one of each.
+    assert response.headers.get_list("x-request-id") == ["one-id"]
+    assert len(response.headers.get_list("date")) == 1
+    assert len(response.headers.get_list("server")) <= 1
+
+
 async def test_routes_to_the_right_upstream_with_path_and_query_unchanged(client, org, upstreams):
     vehicle = await client.get("/api/v1/vehicles/42?x=1&y=%20z", headers=org.headers("viewer"))
     assert vehicle.json()["upstream"] == "vehicle"

@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from fleet_common.app import create_service_app
 from fleet_common.health import HealthCheck
 from fleet_gateway.config import Settings
 from fleet_gateway.live import LiveHub, live_socket
-from fleet_gateway.proxy import create_upstream_clients, forward
+from fleet_gateway.proxy import Forwarder, create_upstreams
 from fleet_gateway.rate_limit import RateLimiter
 from fleet_gateway.security_headers import SecurityHeadersMiddleware
+from fleet_gateway.token_cache import CachingTokenVerifier
 
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -40,14 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.upstreams = create_upstream_clients(settings)
+        app.state.upstreams = create_upstreams(settings)
+        common = app.state.token_verifier
+        app.state.token_verifier = CachingTokenVerifier(common.jwks, common.issuer)
         app.state.live_hub = LiveHub(app.state.redis)
         try:
             yield
         finally:
+            await app.state.rate_limiter.close()
             await app.state.live_hub.close()
-            for client in app.state.upstreams.values():
-                await client.aclose()
+            for upstream in app.state.upstreams.values():
+                await upstream.aclose()
 
     app: FastAPI
     # The rate limiter fails open, so Redis being down degrades the gateway, not stops it.
@@ -62,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.health_checks.extend(_upstream_check(app, name) for name in upstream_names)
     app.state.rate_limiter = RateLimiter(app.state.redis)
     app.add_api_websocket_route("/api/v1/ws", live_socket)
-    app.add_api_route("/{path:path}", forward, methods=PROXIED_METHODS, include_in_schema=False)
+    # Last, so the gateway's own routes (health, metrics, docs, WebSocket) match first.
+    app.router.routes.append(
+        Route("/{path:path}", Forwarder(), methods=PROXIED_METHODS, include_in_schema=False)
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         CORSMiddleware,

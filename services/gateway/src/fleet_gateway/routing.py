@@ -19,6 +19,11 @@ class RouteRule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "segments", tuple(s for s in self.prefix.split("/") if s))
 
+    @property
+    def path(self) -> str:
+        """The label of requests routed by this rule (metrics, access log)."""
+        return self.prefix
+
     def matches(self, path_segments: list[str]) -> bool:
         if len(path_segments) < len(self.segments):
             return False
