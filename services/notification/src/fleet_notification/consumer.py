@@ -15,6 +15,7 @@ A failing entry does not hold up the rest of its batch.
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class EventConsumer:
         self.sessionmaker = sessionmaker
         self.name = settings.consumer_name
         self._on_alerts = on_alerts
+        self._stopping = asyncio.Event()
 
     async def ensure_group(self) -> None:
         try:
@@ -71,11 +73,19 @@ class EventConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def stop(self) -> None:
+        """Ask `run` to return once its current read (at most `stream_block_ms`) is over.
+
+        Shutdown does not rely on cancelling a blocking XREADGROUP: the Redis client does
+        not always let go of a cancelled read.
+        """
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Consume until cancelled; errors back off and retry, they never end the loop."""
+        """Consume until stopped; errors back off and retry, they never end the loop."""
         last_claim = float("-inf")
         group_ready = False
-        while True:
+        while not self._stopping.is_set():
             try:
                 if not group_ready:
                     await self.ensure_group()
@@ -98,7 +108,8 @@ class EventConsumer:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     group_ready = False
                 log.warning("event consumer error; retrying", error=repr(exc))
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
 
     async def claim_stale(self) -> None:
         """Take over entries left pending too long (by a crashed consumer, or failed here)."""
