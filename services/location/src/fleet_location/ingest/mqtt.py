@@ -22,6 +22,55 @@ from fleet_location.ingest.pipeline import InboundMessage, Inbox
 log = get_logger(__name__)
 
 TOPICS = ("fleet/+/telemetry", "fleet/+/status", "owntracks/+/+")
+READ_CHUNK = 256 * 1024
+
+
+class BufferedClient(mqtt.Client):
+    """paho's client, reading the socket in large chunks and every whole packet per wake-up.
+
+    paho reads a packet with several tiny `recv` calls (the command byte, each length byte,
+    then the rest) and handles one packet per `select`, so at thousands of messages a second
+    its network thread spends most of its time in system calls. Here each `recv` takes up to
+    `READ_CHUNK` bytes into a buffer that paho's reads are served from, and `loop_read` goes
+    on while whole packets are buffered (the socket would not wake `select` for them).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buffer = bytearray()
+        self._read_offset = 0
+        self._buffered_sock: object | None = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._buffered_sock:  # a new connection: nothing carries over
+            self._buffered_sock = self._sock
+            self._read_buffer = bytearray()
+            self._read_offset = 0
+        available = len(self._read_buffer) - self._read_offset
+        if available <= 0:
+            chunk = super()._sock_recv(max(bufsize, READ_CHUNK))
+            if len(chunk) <= bufsize:
+                return chunk
+            self._read_buffer = bytearray(chunk)
+            self._read_offset = 0
+            available = len(chunk)
+        start = self._read_offset
+        end = start + min(bufsize, available)
+        self._read_offset = end
+        return bytes(self._read_buffer[start:end])
+
+    def _buffered(self) -> bool:
+        return (
+            self._sock is not None
+            and self._sock is self._buffered_sock
+            and self._read_offset < len(self._read_buffer)
+        )
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._buffered():
+            rc = super().loop_read(1)
+        return rc
 
 
 class MqttConsumer:
@@ -29,7 +78,7 @@ class MqttConsumer:
         self._settings = settings
         self._inbox = inbox
         self._connected = threading.Event()
-        client = mqtt.Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
             protocol=mqtt.MQTTv5,
