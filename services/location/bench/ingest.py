@@ -238,9 +238,10 @@ async def ingest_phase(
         await asyncio.wait_for(connected.wait(), 30)
     else:
         ready, stop, results = CTX.Event(), CTX.Event(), CTX.Queue()
+        seen = CTX.Value("q", 0, lock=False)
         listener = CTX.Process(
             target=live_listener_main,
-            args=(stack.redis.port, live_channel(ctx["org_id"]), ready, stop, results),
+            args=(stack.redis.port, live_channel(ctx["org_id"]), ready, stop, seen, results),
         )
         listener.start()
         if not await asyncio.to_thread(ready.wait, 30):
@@ -260,13 +261,18 @@ async def ingest_phase(
     print(f"  [{label}] published {published['positions']:,}; draining", flush=True)
     drain_started = time.time()
     stored = before
+
+    def visible() -> int:
+        return len(ws_arrivals) if via_ws else seen.value
+
+    # Drained: every position stored, and every one seen on the live channel (the Redis
+    # step follows the commit), so nothing of this phase spills into the next one.
     while time.time() - drain_started < drain_timeout_s:
         stored = await stored_count(ctx["dsn"], ctx["org_id"])
-        if stored >= expected:
+        if stored >= expected and visible() >= published["positions"]:
             break
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.25)
     drained_at = time.time()
-    await asyncio.sleep(1.0)  # the Redis step follows the commit
     if via_ws:
         stop_ws.set()
         await ws_task

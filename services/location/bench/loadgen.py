@@ -308,11 +308,12 @@ def null_subscriber_main(port: int, username: str, password: str, topic: str, re
 _RECORDED_AT = re.compile(rb'"recorded_at":"([0-9T:.\-]+)Z"')
 
 
-def live_listener_main(redis_port: int, channel: str, ready, stop, results) -> None:
+def live_listener_main(redis_port: int, channel: str, ready, stop, seen, results) -> None:
     """Keep every chunk read from a Redis SUBSCRIBE connection with its arrival time.
 
     The parsing (and so the latency of each `position` message) happens after `stop` is
-    set, so the listener costs little CPU while it listens. Puts a list of
+    set, so the listener costs little CPU while it listens; `seen` (a shared counter) is
+    kept up to date with the number of `position` messages so far. Puts a list of
     `(arrival_time, recorded_at_iso)` on `results`.
     """
     sock = socket.create_connection(("127.0.0.1", redis_port))
@@ -333,6 +334,9 @@ def live_listener_main(redis_port: int, channel: str, ready, stop, results) -> N
             ready.set()
             continue
         chunks.append((time.time(), data))
+        count = data.count(b'"recorded_at"')
+        if count:
+            seen.value += count
     sock.close()
     # A message split across chunks is attributed to the chunk holding its end.
     arrivals: list[tuple[float, str]] = []

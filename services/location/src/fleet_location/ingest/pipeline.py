@@ -37,7 +37,7 @@ from fleet_location.positions.model import Position, PositionObserver
 
 log = get_logger(__name__)
 
-Acker = Callable[[int, int], None]
+Acker = Callable[[list[tuple[int, int]]], None]
 _REJECTED = {reason: metrics.REJECTED.labels(reason) for reason in Reason.ALL}
 _RECEIVED_MQTT = metrics.RECEIVED.labels("mqtt")
 _RECEIVED_HTTP = metrics.RECEIVED.labels("http")
@@ -68,8 +68,11 @@ class Inbox:
             self._loop.call_soon_threadsafe(self._event.set)
 
     def put_many(self, items: list[InboundMessage]) -> None:
-        for item in items:
-            self.put(item)
+        """Called from any thread; one wake-up of the event loop for all of them."""
+        self._items.extend(items)
+        if items and not self._signalled:
+            self._signalled = True
+            self._loop.call_soon_threadsafe(self._event.set)
 
     async def take(self, max_items: int) -> list[InboundMessage]:
         while not self._items:
@@ -424,11 +427,12 @@ class IngestPipeline:
                 await self._after_commit(batch, result)
             except Exception:
                 log.exception("post-commit step failed")
-            if self.acker is not None:
-                acker = self.acker
-                for mid, qos in batch.acks:
-                    if qos > 0:
-                        acker(mid, qos)
+            if self.acker is not None and batch.acks:
+                try:
+                    self.acker([ack for ack in batch.acks if ack[1] > 0])
+                except Exception:
+                    # Unacknowledged messages come back after a reconnect; stored once.
+                    log.exception("acknowledging a batch failed")
             self._post_busy = False
 
     async def _after_commit(self, batch: Batch, result: WriteResult) -> None:
