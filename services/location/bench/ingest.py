@@ -84,6 +84,7 @@ def run_publishers(
     shares = [devices[i::processes] for i in range(processes)]
     workers = [
         CTX.Process(
+            daemon=True,
             target=publisher_main,
             args=(
                 port,
@@ -132,6 +133,7 @@ def broker_step(stack: Stack, devices, processes: int, rate: float, duration_s: 
     """Offer `rate` msg/s to a do-nothing QoS 1 subscriber; what it receives, steady state."""
     ready, results = CTX.Event(), CTX.Queue()
     subscriber = CTX.Process(
+        daemon=True,
         target=null_subscriber_main,
         args=(
             stack.mosquitto.port,
@@ -240,6 +242,7 @@ async def ingest_phase(
         ready, stop, results = CTX.Event(), CTX.Event(), CTX.Queue()
         seen = CTX.Value("q", 0, lock=False)
         listener = CTX.Process(
+            daemon=True,
             target=live_listener_main,
             args=(stack.redis.port, live_channel(ctx["org_id"]), ready, stop, seen, results),
         )

@@ -305,6 +305,7 @@ def null_subscriber_main(port: int, username: str, password: str, topic: str, re
 
 # ------------------------------------------------------------------------------ Redis
 
+_MARKER = b'"recorded_at"'
 _RECORDED_AT = re.compile(rb'"recorded_at":"([0-9T:.\-]+)Z"')
 
 
@@ -322,6 +323,7 @@ def live_listener_main(redis_port: int, channel: str, ready, stop, seen, results
     sock.settimeout(0.2)
     chunks: list[tuple[float, bytes]] = []
     confirmed = False
+    tail = b""
     while not stop.is_set():
         try:
             data = sock.recv(1 << 20)
@@ -334,7 +336,9 @@ def live_listener_main(redis_port: int, channel: str, ready, stop, seen, results
             ready.set()
             continue
         chunks.append((time.time(), data))
-        count = data.count(b'"recorded_at"')
+        # The marker may straddle two reads: count over the previous read's tail too.
+        count = (tail + data).count(_MARKER)
+        tail = data[-(len(_MARKER) - 1) :]
         if count:
             seen.value += count
     sock.close()

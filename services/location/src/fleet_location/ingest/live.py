@@ -7,7 +7,8 @@ the newest (a late fix does not move the marker on the live map).
 """
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
+from operator import attrgetter
 
 import orjson
 from redis.asyncio import Redis
@@ -15,15 +16,27 @@ from redis.asyncio import Redis
 from fleet_common.redis import geo_key, latest_key, live_channel
 from fleet_location.positions.model import Position
 
+_RECORDED_AT = attrgetter("recorded_at")
+
 # Redis' geo index only covers latitudes within this bound (Web Mercator).
 GEO_MAX_LAT = 85.05112878
 
+# ARGV[1] is the live channel; each further ARGV is one position, packed as
+# "device|recorded_at|lon|lat|document" (lon and lat empty when outside the geo index's
+# range): one argument each keeps the command small to build, send and parse.
 UPDATE_LATEST = """
 local latest, geo, channel = KEYS[1], KEYS[2], ARGV[1]
+local find, sub = string.find, string.sub
 local newest = {}
 local published = 0
-for i = 2, #ARGV, 5 do
-  local field, ts, doc = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 2, #ARGV do
+  local packed = ARGV[i]
+  local a = find(packed, '|', 1, true)
+  local b = find(packed, '|', a + 1, true)
+  local c = find(packed, '|', b + 1, true)
+  local d = find(packed, '|', c + 1, true)
+  local field, ts = sub(packed, 1, a - 1), sub(packed, a + 1, b - 1)
+  local lon, lat, doc = sub(packed, b + 1, c - 1), sub(packed, c + 1, d - 1), sub(packed, d + 1)
   local current = newest[field]
   if current == nil then
     current = ''
@@ -37,8 +50,8 @@ for i = 2, #ARGV, 5 do
   end
   if ts > current then
     redis.call('HSET', latest, field, doc)
-    if ARGV[i + 3] ~= '' then
-      redis.call('GEOADD', geo, ARGV[i + 3], ARGV[i + 4], field)
+    if lon ~= '' then
+      redis.call('GEOADD', geo, lon, lat, field)
     else
       redis.call('ZREM', geo, field)
     end
@@ -55,15 +68,20 @@ return published
 
 def iso_utc(moment: datetime) -> str:
     """Fixed-width ISO 8601 UTC, so that string order is time order (the script relies on it)."""
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def position_document(p: Position) -> dict:
-    """The JSON of `fleet:latest:{org}` values and of live `position` messages."""
+    """The JSON of `fleet:latest:{org}` values and of live `position` messages.
+
+    Ids stay `UUID`s: orjson writes them as their canonical strings.
+    """
     return {
-        "device_id": str(p.device_id),
-        "vehicle_id": str(p.vehicle_id) if p.vehicle_id else None,
-        "org_id": str(p.org_id),
+        "device_id": p.device_id,
+        "vehicle_id": p.vehicle_id,
+        "org_id": p.org_id,
         "recorded_at": iso_utc(p.recorded_at),
         "lat": p.lat,
         "lon": p.lon,
@@ -86,20 +104,27 @@ class LiveUpdater:
     async def publish(self, positions: list[Position]) -> int:
         """Apply committed positions (any order); returns how many became the newest."""
         by_org: dict = defaultdict(list)
-        for p in sorted(positions, key=lambda p: (p.device_id, p.recorded_at)):
+        # Time order (so each device's positions in order; a sort on one C-compared key).
+        for p in sorted(positions, key=_RECORDED_AT):
             by_org[p.org_id].append(p)
+        names: dict = {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for org_id, items in by_org.items():
                 args: list = [live_channel(org_id)]
                 for p in items:
-                    in_geo = abs(p.lat) <= GEO_MAX_LAT
-                    args += [
-                        str(p.device_id),
-                        iso_utc(p.recorded_at),
-                        orjson.dumps(position_document(p)),
-                        p.lon if in_geo else "",
-                        p.lat if in_geo else "",
-                    ]
+                    name = names.get(p.device_id)
+                    if name is None:
+                        name = names[p.device_id] = str(p.device_id).encode()
+                    where = b"%r|%r" % (p.lon, p.lat) if abs(p.lat) <= GEO_MAX_LAT else b"|"
+                    args.append(
+                        b"%s|%s|%s|%s"
+                        % (
+                            name,
+                            iso_utc(p.recorded_at).encode(),
+                            where,
+                            orjson.dumps(position_document(p)),
+                        )
+                    )
                 await self._script(
                     keys=[latest_key(org_id), geo_key(org_id)], args=args, client=pipe
                 )

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from fleet_location.positions.model import Position, PositionObserver
 
 log = get_logger(__name__)
 
+_RECORDED_AT = attrgetter("recorded_at")
 Acker = Callable[[list[tuple[int, int]]], None]
 _REJECTED = {reason: metrics.REJECTED.labels(reason) for reason in Reason.ALL}
 _RECEIVED_MQTT = metrics.RECEIVED.labels("mqtt")
@@ -439,7 +441,8 @@ class IngestPipeline:
         new = result.new_positions
         if new:
             await self._update_redis(new)
-            ordered = sorted(new, key=lambda p: (p.device_id, p.recorded_at))
+            # Time order: each device's positions in order (one C-compared key to sort on).
+            ordered = sorted(new, key=_RECORDED_AT)
             for observer in list(self.observers):
                 try:
                     await observer.positions_committed(ordered)
