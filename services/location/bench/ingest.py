@@ -270,12 +270,19 @@ async def ingest_phase(
 
     # Drained: every position stored, and every one seen on the live channel (the Redis
     # step follows the commit), so nothing of this phase spills into the next one.
+    # Gives up after 15 s without progress: whatever is missing then was lost (the broker
+    # drops what exceeds its queue limit for a subscriber that has fallen that far behind).
+    progress, progressed_at = (stored, 0), time.time()
     while time.time() - drain_started < drain_timeout_s:
         stored = await stored_count(ctx["dsn"], ctx["org_id"])
         if stored >= expected and visible() >= published["positions"]:
             break
+        if (stored, visible()) != progress:
+            progress, progressed_at = (stored, visible()), time.time()
+        elif time.time() - progressed_at > 15.0:
+            break
         await asyncio.sleep(0.25)
-    drained_at = time.time()
+    drained_at = progressed_at if stored < expected else time.time()
     if via_ws:
         stop_ws.set()
         await ws_task

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -462,16 +463,16 @@ class EventDetector:
             writes: list[tuple[Any, list[Event]]] = []
             async with self.redis.pipeline(transaction=False) as pipe:
                 for device, (version, raw) in zip(devices, stored, strict=True):
-                    state: State = json.loads(raw) if raw else {}
+                    state: State = orjson.loads(raw) if raw else {}
                     events = pending[device](state)
                     await self._cas(
                         keys=[state_key(device), EVENTS_STREAM],
                         args=[
                             version.decode() if version else "",
-                            json.dumps(state, separators=(",", ":")),
+                            orjson.dumps(state),
                             self.config.state_ttl_s,
                             self.config.events_stream_maxlen,
-                            *(json.dumps(e, separators=(",", ":")) for e in events),
+                            *(orjson.dumps(e) for e in events),
                         ],
                         client=pipe,
                     )

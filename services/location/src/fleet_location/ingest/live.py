@@ -66,23 +66,36 @@ return published
 """
 
 
-def iso_utc(moment: datetime) -> str:
-    """Fixed-width ISO 8601 UTC, so that string order is time order (the script relies on it)."""
+def iso_utc_bytes(moment: datetime) -> bytes:
+    """Fixed-width ISO 8601 UTC, so that string order is time order (the script relies on it).
+
+    orjson formats a datetime in C, an order of magnitude faster than `isoformat`, but
+    leaves out a zero fraction: that one case gets its ".000000" here.
+    """
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    quoted = orjson.dumps(moment, option=orjson.OPT_UTC_Z)
+    if len(quoted) == 29:  # "YYYY-MM-DDTHH:MM:SS.ffffffZ" and its quotes
+        return quoted[1:-1]
+    return quoted[1:20] + b".000000Z"
 
 
-def position_document(p: Position) -> dict:
+def iso_utc(moment: datetime) -> str:
+    """`iso_utc_bytes` as a string."""
+    return iso_utc_bytes(moment).decode()
+
+
+def position_document(p: Position, recorded_at: str | None = None) -> dict:
     """The JSON of `fleet:latest:{org}` values and of live `position` messages.
 
-    Ids stay `UUID`s: orjson writes them as their canonical strings.
+    Ids stay `UUID`s: orjson writes them as their canonical strings. `recorded_at` is
+    `iso_utc(p.recorded_at)` when the caller has it already.
     """
     return {
         "device_id": p.device_id,
         "vehicle_id": p.vehicle_id,
         "org_id": p.org_id,
-        "recorded_at": iso_utc(p.recorded_at),
+        "recorded_at": recorded_at or iso_utc(p.recorded_at),
         "lat": p.lat,
         "lon": p.lon,
         "speed_kph": p.speed_kph,
@@ -116,15 +129,9 @@ class LiveUpdater:
                     if name is None:
                         name = names[p.device_id] = str(p.device_id).encode()
                     where = b"%r|%r" % (p.lon, p.lat) if abs(p.lat) <= GEO_MAX_LAT else b"|"
-                    args.append(
-                        b"%s|%s|%s|%s"
-                        % (
-                            name,
-                            iso_utc(p.recorded_at).encode(),
-                            where,
-                            orjson.dumps(position_document(p)),
-                        )
-                    )
+                    stamp = iso_utc_bytes(p.recorded_at)
+                    document = orjson.dumps(position_document(p, stamp.decode()))
+                    args.append(b"%s|%s|%s|%s" % (name, stamp, where, document))
                 await self._script(
                     keys=[latest_key(org_id), geo_key(org_id)], args=args, client=pipe
                 )
