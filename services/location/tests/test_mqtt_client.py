@@ -53,6 +53,23 @@ def consumer(stack, client_id: str, topic: str, collector: Collector) -> Buffere
     return client
 
 
+def close(client: BufferedClient, properties: Properties | None = None) -> None:
+    """Disconnect once the broker has handled everything sent before (the PUBACKs).
+
+    A SUBACK comes back only after the broker has read every earlier packet of this
+    connection, so a subscription round trip is the barrier.
+    """
+    barrier = threading.Event()
+    client.on_subscribe = lambda *_: barrier.set()
+    client.subscribe(f"barrier/{uuid.uuid4().hex}", qos=1)
+    assert barrier.wait(TIMEOUT_S), "no SUBACK"
+    gone = threading.Event()
+    client.on_disconnect = lambda *_: gone.set()
+    client.disconnect(properties=properties)
+    assert gone.wait(TIMEOUT_S), "consumer did not disconnect"
+    client.loop_stop()
+
+
 def test_messages_arrive_whole_in_order_and_only_acked_ones_are_settled(
     stack, org_a, make_device
 ) -> None:
@@ -84,25 +101,22 @@ def test_messages_arrive_whole_in_order_and_only_acked_ones_are_settled(
 
     # Settle the first half only; the broker must redeliver exactly the second half.
     client.ack_many(m.mid for m in received[:150])
-    client.disconnect()
-    client.loop_stop()
+    close(client)
     again = Collector()
     again.expected = 150
     client = consumer(stack, client_id, topic, again)
     assert again.enough.wait(TIMEOUT_S), f"redelivered {len(again.messages)}"
     assert [m.payload for m in again.messages] == payloads[150:]
     client.ack_many(m.mid for m in again.messages)
-    client.disconnect()
-    client.loop_stop()
+    close(client)
 
     # All settled now: a new connection of the same session gets nothing back.
     last = Collector()
     last.expected = 1
     client = consumer(stack, client_id, topic, last)
-    assert not last.enough.wait(1.0)
+    assert not last.enough.wait(1.0), [(m.mid, m.payload[:30]) for m in last.messages][:5]
     properties = Properties(PacketTypes.DISCONNECT)
     properties.SessionExpiryInterval = 0
-    client.disconnect(properties=properties)
-    client.loop_stop()
+    close(client, properties)
     publisher.disconnect()
     publisher.loop_stop()

@@ -92,6 +92,37 @@ class BufferedClient(mqtt.Client):
             arrived, self._arrived = self._arrived, []
             self._on_messages(arrived)
 
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        """A whole QoS 0/1 PUBLISH already buffered is taken in one step; else paho's way."""
+        if self._in_packet["command"] == 0 and self._buffered():
+            buffer, start = self._read_buffer, self._read_offset
+            end = len(buffer)
+            header = buffer[start]
+            if header & 0xF0 == 0x30 and (header & 0x06) >> 1 < 2:
+                length, shift, i = 0, 0, start + 1
+                while i < end and i - start <= 4:
+                    byte = buffer[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        if end - i >= length:
+                            try:
+                                message = self._decode_publish(
+                                    (header & 0x06) >> 1, buffer[i : i + length]
+                                )
+                            except (IndexError, ValueError):
+                                break  # malformed: paho reads and reports it
+                            self._read_offset = i + length
+                            self._arrived.append(message)
+                            now = mqtt.time_func()
+                            with self._msgtime_mutex:
+                                self._last_msg_in = now
+                                self._last_bytes_received = now
+                            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+                        break
+        return super()._packet_read()
+
     def _handle_publish(self) -> mqtt.MQTTErrorCode:
         header = self._in_packet["command"]
         qos = (header & 0x06) >> 1
@@ -99,15 +130,14 @@ class BufferedClient(mqtt.Client):
             self._flush_arrived()  # keep the order of everything handed over
             return super()._handle_publish()
         try:
-            message = self._decode_publish(qos)
+            message = self._decode_publish(qos, self._in_packet["packet"])
         except (IndexError, ValueError):
             self._flush_arrived()
             return super()._handle_publish()  # malformed: paho reports it its own way
         self._arrived.append(message)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def _decode_publish(self, qos: int) -> InboundMessage:
-        packet = self._in_packet["packet"]
+    def _decode_publish(self, qos: int, packet: bytes | bytearray) -> InboundMessage:
         length = (packet[0] << 8) | packet[1]
         raw_topic = bytes(packet[2 : 2 + length])
         offset = 2 + length
