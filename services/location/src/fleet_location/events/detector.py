@@ -155,10 +155,10 @@ class EventDetector:
         for p in positions:
             by_org.setdefault(p.org_id, []).append(p)
         inside: dict[int, list[IndexedGeofence]] = {}
-        known_geofences: dict[UUID, set[str]] = {}
+        known_geofences: dict[UUID, frozenset[str]] = {}
         for org_id, org_positions in by_org.items():
             index = await self.geofences.for_org(org_id)
-            known_geofences[org_id] = {str(g) for g in index.by_id}
+            known_geofences[org_id] = index.id_strings
             found = index.containing_many(
                 [p.lat for p in org_positions], [p.lon for p in org_positions]
             )
@@ -336,7 +336,7 @@ class EventDetector:
         positions: list[Position],
         inside: dict[int, list[IndexedGeofence]],
         vehicle_limit: float | None,
-        known_geofences: set[str],
+        known_geofences: frozenset[str],
     ) -> Callable[[State], list[Event]]:
         def run(state: State) -> list[Event]:
             events: list[Event] = []
@@ -356,7 +356,7 @@ class EventDetector:
         ts: float,
         geofences: list[IndexedGeofence],
         vehicle_limit: float | None,
-        known_geofences: set[str],
+        known_geofences: frozenset[str],
         events: list[Event],
     ) -> None:
         cfg = self.config
