@@ -201,6 +201,26 @@ async def stored_count(dsn: str, org_id: str) -> int:
         await conn.close()
 
 
+COUNTERS = (
+    "telemetry_redis_errors_total",
+    "telemetry_write_errors_total",
+    "telemetry_observer_errors_total",
+    "telemetry_duplicates_total",
+)
+
+
+async def location_counters(url: str) -> dict[str, float]:
+    """The location service's error counters (summed over labels), from its /metrics."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        text = (await http.get("/metrics")).text
+    totals = dict.fromkeys(COUNTERS, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
 async def ingest_phase(
     ctx: dict,
     label: str,
@@ -214,6 +234,7 @@ async def ingest_phase(
     """Offer `rate` messages/s for `duration_s`, drain, verify; figures for this phase only."""
     stack: Stack = ctx["stack"]
     before = await stored_count(ctx["dsn"], ctx["org_id"])
+    counters_before = await location_counters(ctx["location_url"])
     ws_arrivals: list[tuple[float, str]] = []
     stop_ws = asyncio.Event()
     ws_task = None
@@ -313,6 +334,12 @@ async def ingest_phase(
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "max_ms": max(latencies, default=float("nan")) * 1000,
     }
+    counters = await location_counters(ctx["location_url"])
+    result["errors"] = {
+        name.removeprefix("telemetry_").removesuffix("_total"): int(value - counters_before[name])
+        for name, value in counters.items()
+        if value - counters_before[name]
+    }
     result["verified"] = (
         result["stored"] == published["positions"] and result["visible"] >= result["stored"]
     )
@@ -322,7 +349,8 @@ async def ingest_phase(
         f"committed+visible {result['committed_per_s']:,.0f}/s in the steady window; "
         f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; "
         f"stored {result['stored']:,}/{published['positions']:,}, visible {len(arrivals):,}; "
-        f"drained {result['drain_s']:.1f} s after publishing ended",
+        f"drained {result['drain_s']:.1f} s after publishing ended; "
+        f"location counters {result['errors'] or 'no errors'}",
         flush=True,
     )
     return result
@@ -627,6 +655,7 @@ async def main_async(args) -> None:
             "devices": devices,
             "publishers": args.publishers,
             "dsn": stack.postgres.url("location_db", driver="postgresql"),
+            "location_url": setup["urls"]["location"],
             "ws_url": gateway.replace("http://", "ws://") + f"/api/v1/ws?token={token}",
         }
         print(f"location process: pid {processes[2].pid}", flush=True)
