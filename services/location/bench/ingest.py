@@ -1,26 +1,39 @@
-"""`make bench-ingest`: the ingest pipeline end to end on this machine.
+"""`make bench-ingest`: the ingest pipeline end to end on this machine, phase by phase.
 
 Starts a throwaway stack (PostgreSQL+PostGIS, Redis, Mosquitto; test settings: fsync off)
 and the auth, vehicle, location and gateway services as processes, registers an org and
-creates devices through the API (each device publishes with its own broker credentials),
-then measures:
+creates devices through the API (each device publishes over its own MQTT connection with its
+own credentials), then runs these phases one after the other. Every ingest phase is drained
+and verified (every published position stored, and seen on the live channel) before the
+next begins, so no phase's backlog leaks into the next one's figures.
 
-1. the broker's ceiling: publishers as fast as they can to `fleet/{uid}/bench`, which only a
-   do-nothing QoS 1 subscriber reads;
-2. sustained ingest at a fixed offered load: published -> committed and visible in Redis
-   (the `fleet:live` message, sent only after the commit and the latest-hash update);
-3. p99 publish -> committed at 5,000/s;
-4. p99 publish -> WebSocket at 2,000/s (through the gateway's `/api/v1/ws`);
-5. one vehicle-day at 1 Hz (86,400 points) downsampled to 1,000 points, with 10 million
+1. broker ceiling: the same publisher processes, as fast as the broker acknowledges, to
+   `fleet/{uid}/bench`, read by a do-nothing QoS 1 subscriber (it only PUBACKs);
+2. sustained at 10,000/s offered: positions committed and visible in Redis per second over
+   the steady-state window (the publishing window minus its first seconds), read from the
+   `fleet:live:{org}` messages the location service publishes after each commit; p50/p99
+   publish -> visible latency; then the drain time and the verification;
+3. the same at half the broker ceiling (when that is above 10,000/s), for the ratio;
+4. p99 publish -> committed (visible) at 5,000/s;
+5. p99 publish -> WebSocket at 2,000/s (through the gateway's `/api/v1/ws`);
+6. backlog replay (separately labelled, never the headline): devices publishing arrays;
+7. with `--geofences N` (default 1,000): N geofences created in the org through the API,
+   then phases 2, 4 and 5 again, so detection does real containment work;
+8. one vehicle-day at 1 Hz (86,400 points) downsampled to 1,000 points, with 10 million
    rows in the telemetry table.
+
+    make bench-ingest   # or: uv run python services/location/bench/ingest.py --help
 """
 
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import os
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,81 +43,80 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import paho.mqtt.client as mqtt
 import websockets
-from paho.mqtt.enums import CallbackAPIVersion
-from redis.asyncio import Redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import live_listener_main, null_subscriber_main, publisher_main
 
 from fleet_common.redis import live_channel
 from fleet_devstack.servers import free_port, remove_tree
-from fleet_devstack.stack import REPO_ROOT, Stack, migrate, service_command, wait_until_live
+from fleet_devstack.stack import (
+    REPO_ROOT,
+    Stack,
+    migrate,
+    service_command,
+    wait_until_live,
+)
 
 PASSWORD = "Bench-Passw0rd!"  # noqa: S105 - a throwaway org on a throwaway stack
+CTX = mp.get_context("fork")
+WARMUP_S = 3.0
 
 
 # ------------------------------------------------------------------------- publishers
 
 
-def publisher_main(port, devices, topic_kind, rate_per_s, duration_s, start_at, counter):
-    """One process driving a share of the devices; `rate_per_s` 0 means as fast as it can."""
-    clients = []
-    for uid, password in devices:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid, protocol=mqtt.MQTTv311)
-        client.username_pw_set(uid, password)
-        client.max_inflight_messages_set(200)
-        client.max_queued_messages_set(0)
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        clients.append((uid, client))
-    while time.time() < start_at:
-        time.sleep(0.001)
-    sent = 0
-    ends_at = start_at + duration_s
-    interval = len(clients) / rate_per_s if rate_per_s else 0.0
-    next_round = start_at
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-    while True:
-        now = time.time()
-        if now >= ends_at:
-            break
-        for uid, client in clients:
-            if topic_kind == "bench":
-                payload = b"{}"
-            else:
-                # Unique ts per position (a redelivery would still be stored once).
-                ts = now if rate_per_s else (base + timedelta(microseconds=sent)).timestamp()
-                payload = b'{"ts": %.6f, "lat": 10.5, "lon": 106.5, "speed": 40}' % ts
-            client.publish(f"fleet/{uid}/{topic_kind}", payload, qos=1)
-            sent += 1
-        if interval:
-            next_round += interval
-            delay = next_round - time.time()
-            if delay > 0:
-                time.sleep(delay)
-    for _uid, client in clients:
-        client.disconnect()
-        client.loop_stop()
-    with counter.get_lock():
-        counter.value += sent
-
-
-def run_publishers(port, devices, processes, topic_kind, rate_per_s, duration_s) -> int:
-    ctx = mp.get_context("fork")
-    counter = ctx.Value("q", 0)
-    start_at = time.time() + 2.0 + len(devices) * 0.002
-    share = [devices[i::processes] for i in range(processes)]
+def run_publishers(
+    port: int,
+    devices: list[tuple[str, str]],
+    processes: int,
+    topic_kind: str,
+    rate_per_s: float,
+    duration_s: float,
+    *,
+    per_message: int = 1,
+    max_inflight: int = 100,
+) -> dict:
+    """Publish from `processes` processes; blocks until all are done and acknowledged."""
+    results = CTX.Queue()
+    start_at = time.time() + 1.0 + len(devices) * 0.003
+    shares = [devices[i::processes] for i in range(processes)]
     workers = [
-        ctx.Process(
+        CTX.Process(
+            daemon=True,
             target=publisher_main,
-            args=(port, part, topic_kind, rate_per_s / processes, duration_s, start_at, counter),
+            args=(
+                port,
+                share,
+                topic_kind,
+                rate_per_s / processes,
+                duration_s,
+                start_at,
+                per_message,
+                max_inflight,
+                results,
+            ),
         )
-        for part in share
+        for share in shares
     ]
     for worker in workers:
         worker.start()
+    outcomes = [results.get(timeout=duration_s + 120) for _ in workers]
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise RuntimeError(f"a publisher failed: {failures[0]!r}")
     for worker in workers:
         worker.join()
-    return counter.value
+    sent = sum(o[0] for o in outcomes)
+    return {
+        "messages": sent,
+        "positions": sum(o[1] for o in outcomes),
+        "acked": sum(o[2] for o in outcomes),
+        "started": start_at,
+        "ended": max(o[4] for o in outcomes),
+        "publish_rate": sent / duration_s,
+    }
 
 
 # ------------------------------------------------------------------------- measurement
@@ -117,96 +129,231 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def broker_ceiling(stack: Stack, devices, processes: int, duration_s: float) -> float:
-    received = 0
-    first = last = 0.0
-
-    def on_message(_c, _u, _m) -> None:
-        nonlocal received, first, last
-        last = time.time()
-        if received == 0:
-            first = last
-        received += 1
-
-    sub = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"null-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv311,
+def broker_step(stack: Stack, devices, processes: int, rate: float, duration_s: float) -> dict:
+    """Offer `rate` msg/s to a do-nothing QoS 1 subscriber; what it receives, steady state."""
+    ready, results = CTX.Event(), CTX.Queue()
+    subscriber = CTX.Process(
+        daemon=True,
+        target=null_subscriber_main,
+        args=(
+            stack.mosquitto.port,
+            stack.mosquitto.ingest_username,
+            stack.mosquitto.ingest_password,
+            "fleet/+/bench",
+            ready,
+            results,
+        ),
     )
-    sub.username_pw_set(stack.mosquitto.ingest_username, stack.mosquitto.ingest_password)
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", stack.mosquitto.port)
-    sub.subscribe("fleet/+/bench", qos=1)
-    sub.loop_start()
-    time.sleep(0.5)
-    sent = run_publishers(stack.mosquitto.port, devices, processes, "bench", 0, duration_s)
-    deadline = time.time() + 30
-    while received < sent and time.time() < deadline:
-        time.sleep(0.1)
-    sub.disconnect()
-    sub.loop_stop()
-    return received / max(last - first, 1e-9)
-
-
-async def ingest_run(stack, org_id, devices, processes, rate, duration_s, ws_url=None):
-    """Offer `rate` positions/s for `duration_s`; latency from each position's own ts to its
-    `fleet:live` message (or WebSocket message)."""
-    latencies: list[float] = []
-    stop = asyncio.Event()
-
-    async def from_redis() -> None:
-        redis = Redis.from_url(stack.redis.url)
-        async with redis.pubsub() as pubsub:
-            await pubsub.subscribe(live_channel(org_id))
-            while not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-                if message:
-                    record(message["data"])
-        await redis.aclose()
-
-    async def from_ws() -> None:
-        async with websockets.connect(ws_url, max_queue=None) as ws:
-            while not stop.is_set():
-                try:
-                    data = await asyncio.wait_for(ws.recv(), 0.2)
-                except TimeoutError:
-                    continue
-                except websockets.ConnectionClosed as exc:
-                    print(f"WebSocket closed early: {exc}", flush=True)
-                    return
-                message = json.loads(data)
-                if message.get("type") == "ping":
-                    await ws.send('{"type": "pong"}')
-                elif message.get("type") == "position":
-                    record(data)
-
-    def record(data) -> None:
-        now = time.time()
-        document = json.loads(data)["data"]
-        sent = datetime.fromisoformat(document["recorded_at"]).timestamp()
-        latencies.append(now - sent)
-
-    listener = asyncio.create_task(from_ws() if ws_url else from_redis())
-    await asyncio.sleep(0.5)
-    started = time.time()
-    sent = await asyncio.to_thread(
-        run_publishers, stack.mosquitto.port, devices, processes, "telemetry", rate, duration_s
+    subscriber.start()
+    if not ready.wait(30):
+        raise RuntimeError("the null subscriber was not subscribed in time")
+    published = run_publishers(
+        stack.mosquitto.port, devices, processes, "bench", rate, duration_s, max_inflight=100
     )
-    deadline = time.time() + 60
-    while len(latencies) < sent and time.time() < deadline:  # noqa: ASYNC110 - a bounded drain
-        await asyncio.sleep(0.1)
-    finished = time.time()
-    stop.set()
-    await listener
-    publish_window = finished - started - 2.0  # publishers start 2 s after spawning
+    received, buckets = results.get(timeout=120)
+    subscriber.join()
+    window_start = published["started"] + WARMUP_S
+    window_end = published["started"] + duration_s
+    in_window = sum(n for at, n in buckets.items() if window_start <= at < window_end)
     return {
-        "offered_per_s": rate,
-        "sent": sent,
-        "visible": len(latencies),
-        "throughput_per_s": len(latencies) / max(publish_window, duration_s),
+        "offered": rate,
+        "published": published["messages"],
+        "publish_rate": published["publish_rate"],
+        "received": received,
+        "rate": in_window / (window_end - window_start),
+    }
+
+
+def broker_ceiling(stack: Stack, devices, processes: int, duration_s: float) -> dict:
+    """The highest rate the broker delivers to a do-nothing subscriber without falling behind.
+
+    Publishers that only wait for the broker's PUBACK outrun what it can forward (it queues,
+    then drops, the rest), so the offered load is stepped up (x1.5) until the subscriber
+    receives less than 95% of it or some is lost; the ceiling is the best received rate.
+    """
+    best: dict = {"rate": 0.0}
+    rate = 8000.0
+    while True:
+        step = broker_step(stack, devices, processes, rate, duration_s)
+        keeping_up = step["rate"] >= 0.95 * step["publish_rate"] and (
+            step["received"] >= step["published"]
+        )
+        print(
+            f"  [ceiling] offered {rate:,.0f}/s: published {step['publish_rate']:,.0f}/s, "
+            f"received {step['rate']:,.0f}/s steady, {step['received']:,}/"
+            f"{step['published']:,} in all",
+            flush=True,
+        )
+        if step["rate"] > best["rate"]:
+            best = step
+        if not keeping_up or step["publish_rate"] < 0.95 * rate:
+            return best
+        rate *= 1.5
+
+
+async def stored_count(dsn: str, org_id: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(
+            "SELECT count(*) FROM telemetry WHERE org_id = $1", uuid.UUID(org_id)
+        )
+    finally:
+        await conn.close()
+
+
+COUNTERS = (
+    "telemetry_redis_errors_total",
+    "telemetry_write_errors_total",
+    "telemetry_observer_errors_total",
+    "telemetry_duplicates_total",
+)
+
+
+async def location_counters(url: str) -> dict[str, float]:
+    """The location service's error counters (summed over labels), from its /metrics."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        text = (await http.get("/metrics")).text
+    totals = dict.fromkeys(COUNTERS, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+async def ingest_phase(
+    ctx: dict,
+    label: str,
+    rate: float,
+    duration_s: float,
+    *,
+    per_message: int = 1,
+    via_ws: bool = False,
+    drain_timeout_s: float = 180.0,
+) -> dict:
+    """Offer `rate` messages/s for `duration_s`, drain, verify; figures for this phase only."""
+    stack: Stack = ctx["stack"]
+    before = await stored_count(ctx["dsn"], ctx["org_id"])
+    counters_before = await location_counters(ctx["location_url"])
+    ws_arrivals: list[tuple[float, str]] = []
+    stop_ws = asyncio.Event()
+    ws_task = None
+    listener = None
+    if via_ws:
+        connected = asyncio.Event()
+
+        async def from_ws() -> None:
+            async with websockets.connect(ctx["ws_url"], max_queue=None) as ws:
+                connected.set()
+                while not stop_ws.is_set():
+                    try:
+                        data = await asyncio.wait_for(ws.recv(), 0.2)
+                    except TimeoutError:
+                        continue
+                    message = json.loads(data)
+                    if message.get("type") == "ping":
+                        await ws.send('{"type": "pong"}')
+                    elif message.get("type") == "position":
+                        at = time.time()
+                        ws_arrivals.append((at, message["data"]["recorded_at"].rstrip("Z")))
+
+        ws_task = asyncio.create_task(from_ws())
+        await asyncio.wait_for(connected.wait(), 30)
+    else:
+        ready, stop, results = CTX.Event(), CTX.Event(), CTX.Queue()
+        seen = CTX.Value("q", 0, lock=False)
+        listener = CTX.Process(
+            daemon=True,
+            target=live_listener_main,
+            args=(stack.redis.port, live_channel(ctx["org_id"]), ready, stop, seen, results),
+        )
+        listener.start()
+        if not await asyncio.to_thread(ready.wait, 30):
+            raise RuntimeError("the live listener was not subscribed in time")
+    await asyncio.sleep(0.3)
+    published = await asyncio.to_thread(
+        run_publishers,
+        stack.mosquitto.port,
+        ctx["devices"],
+        ctx["publishers"],
+        "telemetry",
+        rate,
+        duration_s,
+        per_message=per_message,
+    )
+    expected = before + published["positions"]
+    print(f"  [{label}] published {published['positions']:,}; draining", flush=True)
+    drain_started = time.time()
+    stored = before
+
+    def visible() -> int:
+        return len(ws_arrivals) if via_ws else seen.value
+
+    # Drained: every position stored, and every one seen on the live channel (the Redis
+    # step follows the commit), so nothing of this phase spills into the next one.
+    # Gives up after 15 s without progress: whatever is missing then was lost (the broker
+    # drops what exceeds its queue limit for a subscriber that has fallen that far behind).
+    progress, progressed_at = (stored, 0), time.time()
+    while time.time() - drain_started < drain_timeout_s:
+        stored = await stored_count(ctx["dsn"], ctx["org_id"])
+        if stored >= expected and visible() >= published["positions"]:
+            break
+        if (stored, visible()) != progress:
+            progress, progressed_at = (stored, visible()), time.time()
+        elif time.time() - progressed_at > 15.0:
+            break
+        await asyncio.sleep(0.25)
+    drained_at = progressed_at if stored < expected else time.time()
+    if via_ws:
+        stop_ws.set()
+        await ws_task
+        arrivals = ws_arrivals
+    else:
+        stop.set()
+        arrivals = await asyncio.to_thread(results.get, True, 120)
+        listener.join()
+    times = [at for at, _ in arrivals]
+    latencies = [
+        at - datetime.fromisoformat(recorded).replace(tzinfo=UTC).timestamp()
+        for at, recorded in arrivals
+    ]
+    window_start = published["started"] + WARMUP_S
+    window_end = published["started"] + duration_s
+    in_window = sum(1 for at in times if window_start <= at < window_end)
+    result = {
+        "label": label,
+        "offered_msgs_per_s": rate,
+        "positions_per_message": per_message,
+        "published_positions": published["positions"],
+        "publish_rate_msgs": published["publish_rate"],
+        "committed_per_s": in_window / max(window_end - window_start, 1e-9),
+        "stored": stored - before,
+        "visible": len(arrivals),
+        "drain_s": max(0.0, drained_at - (published["started"] + duration_s)),
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
     }
+    counters = await location_counters(ctx["location_url"])
+    result["errors"] = {
+        name.removeprefix("telemetry_").removesuffix("_total"): int(value - counters_before[name])
+        for name, value in counters.items()
+        if value - counters_before[name]
+    }
+    result["verified"] = (
+        result["stored"] == published["positions"] and result["visible"] >= result["stored"]
+    )
+    print(
+        f"  [{label}] offered {rate * per_message:,.0f} positions/s "
+        f"(publishers achieved {published['publish_rate'] * per_message:,.0f}/s): "
+        f"committed+visible {result['committed_per_s']:,.0f}/s in the steady window; "
+        f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; "
+        f"stored {result['stored']:,}/{published['positions']:,}, visible {len(arrivals):,}; "
+        f"drained {result['drain_s']:.1f} s after publishing ended; "
+        f"location counters {result['errors'] or 'no errors'}",
+        flush=True,
+    )
+    return result
 
 
 # ------------------------------------------------------------------------- setup
@@ -246,7 +393,7 @@ def start_services(stack: Stack, state: Path) -> tuple[dict, list]:
     processes = []
     for service in ("auth", "vehicle", "location", "gateway"):
         log = open(state / f"{service}.log", "w")  # noqa: SIM115 - lives as long as the process
-        process = __import__("subprocess").Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own uvicorn command
             service_command(service, ports[service]),
             cwd=REPO_ROOT,
             env=env,
@@ -378,8 +525,113 @@ async def downsampling(stack: Stack, api: str, token: str, org_id: str, rows: in
     }
 
 
+async def create_geofences(api: str, token: str, count: int) -> float:
+    """`count` geofences (half polygons, half circles) over the devices' city, via the API."""
+    rng = random.Random(7)
+    headers = {"Authorization": f"Bearer {token}"}
+    started = time.perf_counter()
+
+    def body(i: int) -> dict:
+        lat = 10.78 + rng.uniform(-0.15, 0.15)
+        lon = 106.70 + rng.uniform(-0.15, 0.15)
+        if i % 2:
+            geometry = {"type": "Circle", "center": [lon, lat], "radius_m": rng.uniform(100, 800)}
+        else:
+            r, n = rng.uniform(0.002, 0.008), rng.randint(5, 12)
+            ring = [
+                [lon + r * math.cos(2 * math.pi * k / n), lat + r * math.sin(2 * math.pi * k / n)]
+                for k in range(n)
+            ]
+            geometry = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+        limit = rng.choice([None, None, 30.0, 50.0])
+        return {"name": f"zone {i}", "geometry": geometry, "speed_limit_kph": limit}
+
+    bodies = [body(i) for i in range(count)]
+    async with httpx.AsyncClient(base_url=api, timeout=60) as http:
+
+        async def worker(part: list[dict]) -> None:
+            for item in part:
+                response = await http.post("/api/v1/geofences", json=item, headers=headers)
+                response.raise_for_status()
+
+        await asyncio.gather(*(worker(bodies[i::8]) for i in range(8)))
+    return time.perf_counter() - started
+
+
 def goal(ok: bool) -> str:
-    return "MET" if ok else "MISSED"
+    return "met" if ok else "NOT met"
+
+
+async def ingest_suite(ctx: dict, args, ceiling: float, tag: str) -> dict:
+    """Phases 2 to 5 (and the backlog replay when asked) with the org as it is now."""
+    seconds = args.seconds
+    out: dict = {}
+    out["sustained"] = await ingest_phase(ctx, f"{tag} {args.rate:,}/s", args.rate, seconds)
+    half = math.ceil(ceiling / 2)
+    if half > args.rate:
+        out["half_ceiling"] = await ingest_phase(ctx, f"{tag} half ceiling", half, seconds)
+    out["at_5k"] = await ingest_phase(ctx, f"{tag} 5,000/s", 5000, seconds)
+    out["at_2k"] = await ingest_phase(ctx, f"{tag} 2,000/s WS", 2000, seconds, via_ws=True)
+    if args.backlog:
+        out["backlog"] = await ingest_phase(
+            ctx,
+            f"{tag} backlog x{args.backlog}",
+            args.rate / args.backlog,
+            seconds,
+            per_message=args.backlog,
+        )
+    return out
+
+
+def print_suite(title: str, suite: dict, ceiling: float, rate: int) -> None:
+    sustained = suite["sustained"]
+    best = max(
+        (p["committed_per_s"] for p in (sustained, suite.get("half_ceiling")) if p),
+        default=0.0,
+    )
+    ratio = best / ceiling if ceiling else 0.0
+    ok_sustained = sustained["committed_per_s"] >= 0.98 * 10_000 and sustained["verified"]
+    print(f"--- {title}")
+    print(
+        f"sustained end to end   {sustained['committed_per_s']:>9,.0f} positions/s committed and "
+        f"visible at {rate:,}/s offered (publishers achieved "
+        f"{sustained['publish_rate_msgs']:,.0f}/s; p50 {sustained['p50_ms']:.0f} ms, p99 "
+        f"{sustained['p99_ms']:.0f} ms; drained {sustained['drain_s']:.1f} s after; "
+        f"verified {sustained['verified']})   goal >= 10,000/s: {goal(ok_sustained)}"
+    )
+    half = suite.get("half_ceiling")
+    if half:
+        print(
+            f"at half the ceiling    {half['committed_per_s']:>9,.0f} positions/s at "
+            f"{half['offered_msgs_per_s']:,.0f}/s offered (p99 {half['p99_ms']:.0f} ms; "
+            f"verified {half['verified']})"
+        )
+    print(
+        f"ratio to the ceiling   {ratio:>9.2f}   (best sustained {best:,.0f}/s / ceiling "
+        f"{ceiling:,.0f}/s)   goal >= 0.5: {goal(ratio >= 0.5)}"
+    )
+    at_5k = suite["at_5k"]
+    print(
+        f"p99 at 5,000/s         {at_5k['p99_ms']:>9.0f} ms publish->committed+visible "
+        f"(p50 {at_5k['p50_ms']:.0f} ms, {at_5k['committed_per_s']:,.0f}/s; verified "
+        f"{at_5k['verified']})   goal < 1000 ms: "
+        f"{goal(at_5k['p99_ms'] < 1000 and at_5k['verified'])}"
+    )
+    at_2k = suite["at_2k"]
+    print(
+        f"p99 at 2,000/s         {at_2k['p99_ms']:>9.0f} ms publish->WebSocket "
+        f"(p50 {at_2k['p50_ms']:.0f} ms, {at_2k['committed_per_s']:,.0f}/s; verified "
+        f"{at_2k['verified']})   goal < 250 ms: "
+        f"{goal(at_2k['p99_ms'] < 250 and at_2k['verified'])}"
+    )
+    backlog = suite.get("backlog")
+    if backlog:
+        print(
+            f"(not the headline) backlog replay, {backlog['positions_per_message']} positions "
+            f"per message: {backlog['committed_per_s']:,.0f} positions/s committed at "
+            f"{backlog['offered_msgs_per_s'] * backlog['positions_per_message']:,.0f}/s "
+            f"offered (p99 {backlog['p99_ms']:.0f} ms; verified {backlog['verified']})"
+        )
 
 
 async def main_async(args) -> None:
@@ -397,50 +649,62 @@ async def main_async(args) -> None:
             f"stack up under {state}; creating {args.devices} devices through the API", flush=True
         )
         org_id, token, devices = create_devices(gateway, args.devices)
-        await asyncio.sleep(1.0)
+        ctx = {
+            "stack": stack,
+            "org_id": org_id,
+            "devices": devices,
+            "publishers": args.publishers,
+            "dsn": stack.postgres.url("location_db", driver="postgresql"),
+            "location_url": setup["urls"]["location"],
+            "ws_url": gateway.replace("http://", "ws://") + f"/api/v1/ws?token={token}",
+        }
+        print(f"location process: pid {processes[2].pid}", flush=True)
+        # The device cache fills on the first message of each device: warm it up first.
+        await ingest_phase(ctx, "warm-up", 1000, 5.0)
 
-        ceiling = broker_ceiling(stack, devices, args.publishers, args.seconds)
-        print(f"broker ceiling (do-nothing QoS 1 subscriber): {ceiling:,.0f} msg/s", flush=True)
-        sustained = await ingest_run(
-            stack, org_id, devices, args.publishers, args.rate, args.seconds
+        ceiling = broker_ceiling(stack, devices, args.publishers, min(args.seconds, 8.0))
+        print(
+            f"broker ceiling: {ceiling['rate']:,.0f} msg/s received by a do-nothing QoS 1 "
+            f"subscriber ({ceiling['publish_rate']:,.0f}/s published by {args.publishers} "
+            f"publisher processes, {ceiling['received']:,}/{ceiling['published']:,} received)",
+            flush=True,
         )
-        print(f"sustained at {args.rate:,}/s offered: {sustained}", flush=True)
-        at_5k = await ingest_run(stack, org_id, devices, args.publishers, 5000, args.seconds)
-        print(f"at 5,000/s: {at_5k}", flush=True)
-        ws_url = gateway.replace("http://", "ws://") + f"/api/v1/ws?token={token}"
-        at_2k = await ingest_run(
-            stack, org_id, devices, args.publishers, 2000, args.seconds, ws_url=ws_url
-        )
-        print(f"at 2,000/s via WebSocket: {at_2k}", flush=True)
-        history = await downsampling(stack, setup["urls"]["location"], token, org_id, args.rows)
-        print(f"downsampling: {history}", flush=True)
+        suites = {"no geofences": await ingest_suite(ctx, args, ceiling["rate"], "plain")}
+        if args.geofences:
+            took = await create_geofences(gateway, token, args.geofences)
+            print(f"created {args.geofences:,} geofences in {took:.1f} s", flush=True)
+            await asyncio.sleep(1.0)
+            suites[f"{args.geofences:,} geofences in the org"] = await ingest_suite(
+                ctx, args, ceiling["rate"], "geofences"
+            )
+        history = None
+        if args.rows:
+            history = await downsampling(stack, setup["urls"]["location"], token, org_id, args.rows)
+            print(f"downsampling: {history}", flush=True)
 
-        ratio = sustained["throughput_per_s"] / ceiling if ceiling else 0.0
-        print("\n=== ingest benchmark (2 cores, everything on this machine) ===")
+        load = os.getloadavg()
         print(
-            f"sustained end to end  {sustained['throughput_per_s']:>10,.0f} positions/s at "
-            f"{args.rate:,}/s offered (p50 {sustained['p50_ms']:.0f} ms, "
-            f"p99 {sustained['p99_ms']:.0f} ms; {sustained['visible']:,}/{sustained['sent']:,} "
-            f"visible)   goal >= 10,000/s: {goal(sustained['throughput_per_s'] >= 10_000)}"
-        )
-        print(f"broker ceiling        {ceiling:>10,.0f} msg/s (null subscriber)")
-        print(f"ratio                 {ratio:>10.2f}   goal >= 0.5: {goal(ratio >= 0.5)}")
-        print(
-            f"p99 at 5,000/s        {at_5k['p99_ms']:>10.0f} ms publish->committed "
-            f"(throughput {at_5k['throughput_per_s']:,.0f}/s)   goal < 1000 ms: "
-            f"{goal(at_5k['p99_ms'] < 1000 and at_5k['visible'] >= at_5k['sent'])}"
+            f"\n=== ingest benchmark ({os.cpu_count()} cores, everything on this machine; "
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}) ==="
         )
         print(
-            f"p99 at 2,000/s        {at_2k['p99_ms']:>10.0f} ms publish->WebSocket "
-            f"(throughput {at_2k['throughput_per_s']:,.0f}/s)   goal < 250 ms: "
-            f"{goal(at_2k['p99_ms'] < 250 and at_2k['visible'] >= at_2k['sent'])}"
+            f"broker ceiling         {ceiling['rate']:>9,.0f} msg/s (do-nothing QoS 1 subscriber, "
+            f"{args.publishers} publisher processes, {args.devices} device connections)"
         )
-        print(
-            f"vehicle-day downsample {history['median_ms']:>9.0f} ms median "
-            f"({history['first_ms']:.0f} ms cold) {history['total_points']:,} -> "
-            f"{history['points']} points, {history['rows']:,} rows in the table   "
-            f"goal < 200 ms: {goal(history['median_ms'] < 200)}"
-        )
+        if ceiling["rate"] < 10_000:
+            print(
+                "  the broker's own ceiling on this machine is below 10,000/s: the honest goal "
+                "is the ratio"
+            )
+        for title, suite in suites.items():
+            print_suite(title, suite, ceiling["rate"], args.rate)
+        if history:
+            print(
+                f"vehicle-day downsample {history['median_ms']:>9.0f} ms median "
+                f"({history['first_ms']:.0f} ms cold) {history['total_points']:,} -> "
+                f"{history['points']} points, {history['rows']:,} rows in the table   "
+                f"goal < 200 ms: {goal(history['median_ms'] < 200)}"
+            )
     finally:
         for process in processes:
             process.terminate()
@@ -457,8 +721,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     parser.add_argument("--rate", type=int, default=10_000, help="offered positions/s")
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--seconds", type=float, default=15.0, help="publishing per phase")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="0 skips the history")
+    parser.add_argument("--geofences", type=int, default=1000, help="0 skips that suite")
+    parser.add_argument(
+        "--backlog", type=int, default=20, help="positions per message in the replay (0: skip)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.mqtt_enabled:
             pipeline.inbox = Inbox(asyncio.get_running_loop())
             consumer = MqttConsumer(settings, pipeline.inbox)
-            pipeline.acker = consumer.ack
+            pipeline.acker = consumer.ack_many
         app.state.ingest = pipeline
         app.state.read_pool = read_pool
         app.state.devices = directory

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -158,10 +159,10 @@ class EventDetector:
         for p in positions:
             by_org.setdefault(p.org_id, []).append(p)
         inside: dict[int, list[IndexedGeofence]] = {}
-        known_geofences: dict[UUID, set[str]] = {}
+        known_geofences: dict[UUID, frozenset[str]] = {}
         for org_id, org_positions in by_org.items():
             index = await self.geofences.for_org(org_id)
-            known_geofences[org_id] = {str(g) for g in index.by_id}
+            known_geofences[org_id] = index.id_strings
             found = index.containing_many(
                 [p.lat for p in org_positions], [p.lon for p in org_positions]
             )
@@ -339,7 +340,7 @@ class EventDetector:
         positions: list[Position],
         inside: dict[int, list[IndexedGeofence]],
         vehicle_limit: float | None,
-        known_geofences: set[str],
+        known_geofences: frozenset[str],
     ) -> Callable[[State], list[Event]]:
         def run(state: State) -> list[Event]:
             events: list[Event] = []
@@ -359,7 +360,7 @@ class EventDetector:
         ts: float,
         geofences: list[IndexedGeofence],
         vehicle_limit: float | None,
-        known_geofences: set[str],
+        known_geofences: frozenset[str],
         events: list[Event],
     ) -> None:
         cfg = self.config
@@ -476,7 +477,7 @@ class EventDetector:
             writes: list[tuple[Any, list[Event]]] = []
             async with self.redis.pipeline(transaction=False) as pipe:
                 for device, (version, raw) in zip(devices, stored, strict=True):
-                    state: State = json.loads(raw) if raw else {}
+                    state: State = orjson.loads(raw) if raw else {}
                     events = pending[device](state)
                     if events:
                         self._add_vehicle_group(device, state, events)
@@ -484,10 +485,10 @@ class EventDetector:
                         keys=[state_key(device), EVENTS_STREAM],
                         args=[
                             version.decode() if version else "",
-                            json.dumps(state, separators=(",", ":")),
+                            orjson.dumps(state),
                             self.config.state_ttl_s,
                             self.config.events_stream_maxlen,
-                            *(json.dumps(e, separators=(",", ":")) for e in events),
+                            *(orjson.dumps(e) for e in events),
                         ],
                         client=pipe,
                     )

@@ -53,22 +53,52 @@ class OrgGeofences:
     def __init__(self, geofences: list[IndexedGeofence]) -> None:
         self.geofences = geofences
         self.by_id = {g.id: g for g in geofences}
+        self.id_strings = frozenset(str(g.id) for g in geofences)
         for g in geofences:
             shapely.prepare(g.shape)
         self._tree = shapely.STRtree([g.shape for g in geofences]) if geofences else None
+        # Column arrays for the exact check of every (point, candidate) pair at once.
+        self._shapes = np.array([g.shape for g in geofences], dtype=object)
+        self._circle = np.array([g.radius_m is not None for g in geofences], dtype=bool)
+        self._center_lat = np.radians([g.center_lat or 0.0 for g in geofences])
+        self._center_lon = np.radians([g.center_lon or 0.0 for g in geofences])
+        self._radius_m = np.array([g.radius_m or 0.0 for g in geofences], dtype=float)
 
     def containing_many(self, lats: list[float], lons: list[float]) -> list[list[IndexedGeofence]]:
-        """For each point, the geofences that contain it (one vectorised tree query)."""
+        """For each point, the geofences that contain it (one vectorised tree query, then
+        one vectorised exact check: haversine for circles, point-in-polygon for polygons)."""
         result: list[list[IndexedGeofence]] = [[] for _ in lats]
         if self._tree is None or not lats:
             return result
-        points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
-        point_idx, tree_idx = self._tree.query(points)
-        for p, t in zip(point_idx.tolist(), tree_idx.tolist(), strict=True):
-            geofence = self.geofences[t]
-            if geofence.contains(lats[p], lons[p]):
-                result[p].append(geofence)
+        x = np.asarray(lons, dtype=float)
+        y = np.asarray(lats, dtype=float)
+        point_idx, tree_idx = self._tree.query(shapely.points(x, y))
+        if not len(point_idx):
+            return result
+        inside = np.zeros(len(point_idx), dtype=bool)
+        circle = self._circle[tree_idx]
+        if circle.any():
+            p, t = point_idx[circle], tree_idx[circle]
+            inside[circle] = (
+                _haversine_np(
+                    np.radians(y[p]), np.radians(x[p]), self._center_lat[t], self._center_lon[t]
+                )
+                <= self._radius_m[t]
+            )
+        polygon = ~circle
+        if polygon.any():
+            p, t = point_idx[polygon], tree_idx[polygon]
+            inside[polygon] = shapely.intersects_xy(self._shapes[t], x[p], y[p])
+        geofences = self.geofences
+        for p, t in zip(point_idx[inside].tolist(), tree_idx[inside].tolist(), strict=True):
+            result[p].append(geofences[t])
         return result
+
+
+def _haversine_np(p1: np.ndarray, l1: np.ndarray, p2: np.ndarray, l2: np.ndarray) -> np.ndarray:
+    """`haversine_m` over arrays of radians."""
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
 
 
 def _indexed(row) -> IndexedGeofence:

@@ -7,6 +7,7 @@ The shared subscription lets any number of replicas split the stream.
 """
 
 import threading
+from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,6 +23,152 @@ from fleet_location.ingest.pipeline import InboundMessage, Inbox
 log = get_logger(__name__)
 
 TOPICS = ("fleet/+/telemetry", "fleet/+/status", "owntracks/+/+")
+READ_CHUNK = 256 * 1024
+
+
+_PUBACK_HEADER = b"\x40\x02"
+
+MessagesHandler = Callable[[list[InboundMessage]], None]
+
+
+class BufferedClient(mqtt.Client):
+    """paho's client, made cheap per message for a high-rate QoS 1 subscriber.
+
+    - paho reads a packet with several tiny `recv` calls (the command byte, each length
+      byte, then the rest) and handles one packet per `select`. Here each `recv` takes up to
+      `READ_CHUNK` bytes into a buffer that paho's reads are served from, and `loop_read`
+      goes on while whole packets are buffered (the socket would not wake `select` for them).
+    - QoS 0 and 1 PUBLISH packets skip paho's message object, properties decoding, logging
+      and callback matching: each becomes an `InboundMessage`, and the messages of one read
+      are handed to `on_messages` together (one hand-off to the event loop, not one each).
+    - `ack_many` queues the PUBACKs of a whole batch as one write (paho's `ack` queues one
+      packet and wakes its thread once per message).
+    """
+
+    def __init__(self, *args, on_messages: MessagesHandler, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buffer = bytearray()
+        self._read_offset = 0
+        self._buffered_sock: object | None = None
+        self._on_messages = on_messages
+        self._arrived: list[InboundMessage] = []
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._buffered_sock:  # a new connection: nothing carries over
+            self._buffered_sock = self._sock
+            self._read_buffer = bytearray()
+            self._read_offset = 0
+        available = len(self._read_buffer) - self._read_offset
+        if available <= 0:
+            chunk = super()._sock_recv(max(bufsize, READ_CHUNK))
+            if len(chunk) <= bufsize:
+                return chunk
+            self._read_buffer = bytearray(chunk)
+            self._read_offset = 0
+            available = len(chunk)
+        start = self._read_offset
+        end = start + min(bufsize, available)
+        self._read_offset = end
+        return bytes(self._read_buffer[start:end])
+
+    def _buffered(self) -> bool:
+        return (
+            self._sock is not None
+            and self._sock is self._buffered_sock
+            and self._read_offset < len(self._read_buffer)
+        )
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        try:
+            rc = super().loop_read(max_packets)
+            while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._buffered():
+                rc = super().loop_read(1)
+        finally:
+            self._flush_arrived()
+        return rc
+
+    def _flush_arrived(self) -> None:
+        if self._arrived:
+            arrived, self._arrived = self._arrived, []
+            self._on_messages(arrived)
+
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        """A whole QoS 0/1 PUBLISH already buffered is taken in one step; else paho's way."""
+        if self._in_packet["command"] == 0 and self._buffered():
+            buffer, start = self._read_buffer, self._read_offset
+            end = len(buffer)
+            header = buffer[start]
+            if header & 0xF0 == 0x30 and (header & 0x06) >> 1 < 2:
+                length, shift, i = 0, 0, start + 1
+                while i < end and i - start <= 4:
+                    byte = buffer[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        if end - i >= length:
+                            try:
+                                message = self._decode_publish(
+                                    (header & 0x06) >> 1, buffer[i : i + length]
+                                )
+                            except (IndexError, ValueError):
+                                break  # malformed: paho reads and reports it
+                            self._read_offset = i + length
+                            self._arrived.append(message)
+                            now = mqtt.time_func()
+                            with self._msgtime_mutex:
+                                self._last_msg_in = now
+                                self._last_bytes_received = now
+                            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+                        break
+        return super()._packet_read()
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if qos == 2:
+            self._flush_arrived()  # keep the order of everything handed over
+            return super()._handle_publish()
+        try:
+            message = self._decode_publish(qos, self._in_packet["packet"])
+        except (IndexError, ValueError):
+            self._flush_arrived()
+            return super()._handle_publish()  # malformed: paho reports it its own way
+        self._arrived.append(message)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _decode_publish(self, qos: int, packet: bytes | bytearray) -> InboundMessage:
+        length = (packet[0] << 8) | packet[1]
+        raw_topic = bytes(packet[2 : 2 + length])
+        offset = 2 + length
+        mid = 0
+        if qos:
+            mid = (packet[offset] << 8) | packet[offset + 1]
+            offset += 2
+        if self._protocol == mqtt.MQTTv5:
+            # Skip the properties: a variable byte integer length, then that many bytes.
+            size, shift = 0, 0
+            while True:
+                byte = packet[offset]
+                offset += 1
+                size |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            offset += size
+        if offset > len(packet) or not raw_topic:
+            raise ValueError("malformed PUBLISH")
+        try:
+            topic = raw_topic.decode("utf-8")
+        except UnicodeDecodeError:
+            topic = raw_topic.decode("utf-8", errors="replace")
+        return InboundMessage(topic, bytes(packet[offset:]), mid, qos)
+
+    def ack_many(self, mids: Iterable[int]) -> None:
+        """PUBACK every message id, as one write; safe from any thread."""
+        packet = b"".join(_PUBACK_HEADER + mid.to_bytes(2, "big") for mid in mids)
+        if packet:
+            self._packet_queue(mqtt.PUBACK, packet, 0, 0)
 
 
 class MqttConsumer:
@@ -29,8 +176,9 @@ class MqttConsumer:
         self._settings = settings
         self._inbox = inbox
         self._connected = threading.Event()
-        client = mqtt.Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
+            on_messages=inbox.put_many,
             client_id=settings.mqtt_client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
@@ -41,7 +189,7 @@ class MqttConsumer:
         client.reconnect_delay_set(min_delay=0.5, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # QoS 2 only (see BufferedClient)
         client.on_subscribe = self._on_subscribe
         self._client = client
 
@@ -66,6 +214,13 @@ class MqttConsumer:
 
     def ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
+
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        """Acknowledge a committed batch: QoS 1 PUBACKs in one write, QoS 2 one by one."""
+        self._client.ack_many(mid for mid, qos in acks if qos == 1)
+        for mid, qos in acks:
+            if qos == 2:
+                self._client.ack(mid, qos)
 
     def is_connected(self) -> bool:
         return self._connected.is_set()

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -37,7 +38,8 @@ from fleet_location.positions.model import Position, PositionObserver
 
 log = get_logger(__name__)
 
-Acker = Callable[[int, int], None]
+_RECORDED_AT = attrgetter("recorded_at")
+Acker = Callable[[list[tuple[int, int]]], None]
 _REJECTED = {reason: metrics.REJECTED.labels(reason) for reason in Reason.ALL}
 _RECEIVED_MQTT = metrics.RECEIVED.labels("mqtt")
 _RECEIVED_HTTP = metrics.RECEIVED.labels("http")
@@ -68,8 +70,11 @@ class Inbox:
             self._loop.call_soon_threadsafe(self._event.set)
 
     def put_many(self, items: list[InboundMessage]) -> None:
-        for item in items:
-            self.put(item)
+        """Called from any thread; one wake-up of the event loop for all of them."""
+        self._items.extend(items)
+        if items and not self._signalled:
+            self._signalled = True
+            self._loop.call_soon_threadsafe(self._event.set)
 
     async def take(self, max_items: int) -> list[InboundMessage]:
         while not self._items:
@@ -424,18 +429,20 @@ class IngestPipeline:
                 await self._after_commit(batch, result)
             except Exception:
                 log.exception("post-commit step failed")
-            if self.acker is not None:
-                acker = self.acker
-                for mid, qos in batch.acks:
-                    if qos > 0:
-                        acker(mid, qos)
+            if self.acker is not None and batch.acks:
+                try:
+                    self.acker([ack for ack in batch.acks if ack[1] > 0])
+                except Exception:
+                    # Unacknowledged messages come back after a reconnect; stored once.
+                    log.exception("acknowledging a batch failed")
             self._post_busy = False
 
     async def _after_commit(self, batch: Batch, result: WriteResult) -> None:
         new = result.new_positions
         if new:
             await self._update_redis(new)
-            ordered = sorted(new, key=lambda p: (p.device_id, p.recorded_at))
+            # Time order: each device's positions in order (one C-compared key to sort on).
+            ordered = sorted(new, key=_RECORDED_AT)
             for observer in list(self.observers):
                 try:
                     await observer.positions_committed(ordered)
