@@ -61,47 +61,8 @@ def upgrade() -> None:
     op.execute(
         "CREATE INDEX ix_telemetry_rejections_org_id_id ON telemetry_rejections (org_id, id)"
     )
-    # Douglas-Peucker down to at most `target` vertices: ST_Simplify takes a tolerance, not a
-    # count, so search the tolerance (bisection in log space) until the count fits.
-    op.execute(
-        """
-        CREATE FUNCTION fleet_simplify_to_count(line geometry, target integer)
-        RETURNS geometry LANGUAGE plpgsql IMMUTABLE STRICT AS $$
-        DECLARE
-            lo double precision := 0;
-            hi double precision;
-            mid double precision;
-            best geometry;
-            candidate geometry;
-            n integer;
-            i integer := 0;
-        BEGIN
-            IF ST_NPoints(line) <= target THEN
-                RETURN line;
-            END IF;
-            hi := greatest(ST_XMax(line) - ST_XMin(line), ST_YMax(line) - ST_YMin(line), 1e-9);
-            best := ST_Simplify(line, hi, true);
-            WHILE i < 40 LOOP
-                mid := (lo + hi) / 2;
-                candidate := ST_Simplify(line, mid, true);
-                n := ST_NPoints(candidate);
-                IF n <= target THEN
-                    best := candidate;
-                    hi := mid;
-                    EXIT WHEN n >= target * 0.95;
-                ELSE
-                    lo := mid;
-                END IF;
-                i := i + 1;
-            END LOOP;
-            RETURN best;
-        END
-        $$
-        """
-    )
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION IF EXISTS fleet_simplify_to_count(geometry, integer)")
     op.execute("DROP TABLE IF EXISTS telemetry_rejections")
     op.execute("DROP TABLE IF EXISTS telemetry")
