@@ -286,8 +286,10 @@ class Mosquitto:
             "per_listener_settings false",
             "allow_anonymous false",
             f"listener {self.port} 127.0.0.1",
-            "max_inflight_messages 1000",
-            "max_queued_messages 100000",
+            # As infrastructure/mosquitto/mosquitto.conf (see there); a test keeps them equal.
+            "max_inflight_messages 20000",
+            "max_queued_messages 0",
+            "max_queued_bytes 134217728",
             f"plugin {dynsec_plugin()}",
             f"plugin_opt_config_file {self.dynsec_file}",
         ]
