@@ -4,6 +4,9 @@ Each image's command gives the bind address and the app; gunicorn itself reads t
 count from WEB_CONCURRENCY and the proxies it trusts from FORWARDED_ALLOW_IPS.
 """
 
+import itertools
+import os
+
 from prometheus_client import multiprocess
 
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -23,6 +26,25 @@ graceful_timeout = 20
 
 # Nobody runs gunicornc inside a container, and the socket would need a writable $HOME.
 control_socket_disable = True
+
+
+# Each worker gets a slot, 0 .. workers-1, exported as FLEET_WORKER_SLOT: the lowest slot no
+# live worker holds, so a replacement for a dead worker takes over the dead one's slot. The
+# location service makes it part of its MQTT client id: two workers with one client id would
+# take over each other's broker session forever, while a per-worker id that a replacement
+# inherits resumes the dead worker's session and gets its unacknowledged messages again.
+# (A pid would not do: it changes with every replacement.) On a reload (HUP) the new workers
+# start before the old ones stop and get the next slots; the old slots' sessions wait on the
+# broker until a restart brings those slots back. The app must be loaded in the worker, after
+# post_fork (no preload_app), for its settings to see the variable.
+def pre_fork(server, worker):
+    taken = {sibling.slot for sibling in server.WORKERS.values()}
+    worker.slot = next(slot for slot in itertools.count() if slot not in taken)
+
+
+def post_fork(server, worker):
+    os.environ["FLEET_WORKER_SLOT"] = str(worker.slot)
+    server.log.info("Worker (pid:%s) has slot %s", worker.pid, worker.slot)
 
 
 def child_exit(server, worker):

@@ -25,11 +25,20 @@ class Settings(CommonSettings):
     mqtt_username: str = "fleet-location"
     mqtt_password: SecretStr = SecretStr("")
     # Stable per replica: the broker keeps this client's session (and its unacknowledged
-    # messages) across restarts under this id.
+    # messages) across restarts under this id. Under gunicorn it becomes `<id>-<worker slot>`
+    # (see worker_slot).
     mqtt_client_id: str = Field(default_factory=lambda: f"fleet-location-{socket.gethostname()}")
     mqtt_share_group: str = "location"
     mqtt_session_expiry_s: int = 7 * 24 * 3600
-    mqtt_receive_maximum: int = 4000
+    # Messages in flight (delivered, not yet acknowledged): acks follow the commit, so this
+    # divided by the delivery-to-ack time bounds the rate (the broker caps it as well, see
+    # max_inflight_messages in infrastructure/mosquitto/mosquitto.conf).
+    mqtt_receive_maximum: int = Field(20_000, ge=1, le=65_535)
+    # Set for each gunicorn worker by infrastructure/docker/gunicorn.conf.py (0, 1, ...; a
+    # replacement worker gets the slot of the one it replaces). Each worker needs a broker
+    # session of its own: two connections under one client id take the session over from each
+    # other for as long as both run.
+    worker_slot: int | None = Field(None, ge=0, validation_alias="FLEET_WORKER_SLOT")
 
     # Batch writer.
     batch_max_positions: int = 2000
@@ -69,6 +78,12 @@ class Settings(CommonSettings):
     low_battery_hysteresis_pct: float = Field(5.0, ge=0)
     detection_state_ttl_s: int = Field(30 * 86_400, ge=3_600)
     geofence_index_max_age_s: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _client_id_per_worker(self) -> "Settings":
+        if self.worker_slot is not None:
+            self.mqtt_client_id = f"{self.mqtt_client_id}-{self.worker_slot}"
+        return self
 
     @model_validator(mode="after")
     def _age_within_retention(self) -> "Settings":
