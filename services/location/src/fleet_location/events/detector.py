@@ -43,18 +43,37 @@ Event = dict[str, Any]
 State = dict[str, Any]
 MAX_CAS_ROUNDS = 8
 
-# KEYS: state hash, events stream. ARGV: expected version ("" if none), new state JSON,
-# TTL seconds, stream MAXLEN, then the events' JSON. Returns 1 if written, 0 on a lost race.
+# KEYS: the devices' state hashes, then the events stream. ARGV: TTL seconds, stream MAXLEN,
+# then per device (in KEYS order): expected version ("" if none), new state JSON, event
+# count, and that many events' JSON. Each device is written only if its version is still
+# the expected one; returns, per device, its new version, or false on a lost race.
 _CAS_SCRIPT = """
-local v = redis.call('HGET', KEYS[1], 'v')
-if (v or '') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', tonumber(v or '0') + 1, 's', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-for i = 5, #ARGV do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[i])
+local stream = KEYS[#KEYS]
+local ttl, maxlen = ARGV[1], ARGV[2]
+local results = {}
+local at = 3
+for k = 1, #KEYS - 1 do
+  local expected, state, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local v = redis.call('HGET', KEYS[k], 'v')
+  if (v or '') == expected then
+    local version = tonumber(v or '0') + 1
+    redis.call('HSET', KEYS[k], 'v', version, 's', state)
+    redis.call('EXPIRE', KEYS[k], ttl)
+    for i = at + 3, at + 2 + count do
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i])
+    end
+    results[k] = version
+  else
+    results[k] = false
+  end
+  at = at + 3 + count
 end
-return 1
+return results
 """
+# Devices per script call: one call holds Redis for its whole length.
+CAS_CHUNK = 256
+# Bounds the cache of device states (dropping entries only costs a read).
+MAX_CACHED_STATES = 100_000
 
 
 def state_key(device_id: UUID | str) -> str:
@@ -148,6 +167,7 @@ class EventDetector:
         self.config = config
         self._speed_limit_for = speed_limit_for
         self._cas = redis.register_script(_CAS_SCRIPT)
+        self._states: dict[Any, tuple[str, bytes | None]] = {}  # device -> (version, state)
         self._tasks: list[asyncio.Task] = []
 
     # -- PositionObserver ----------------------------------------------------------------
@@ -344,11 +364,19 @@ class EventDetector:
     ) -> Callable[[State], list[Event]]:
         def run(state: State) -> list[Event]:
             events: list[Event] = []
+            last = state.get("last", float("-inf"))
+            if positions[-1].recorded_at.timestamp() <= last:
+                return events  # all replayed or late: already judged, or would fake a crossing
+            # Ids as the device's newest position has them (a device may change vehicles).
+            state["org"] = str(positions[-1].org_id)
+            if positions[-1].vehicle_id is not None:
+                state["veh"] = str(positions[-1].vehicle_id)
             for p in positions:
                 ts = p.recorded_at.timestamp()
-                if ts <= state.get("last", float("-inf")):
-                    continue  # replayed or late: already judged, or would fake a crossing
+                if ts <= last:
+                    continue
                 self._step(state, p, ts, inside[id(p)], vehicle_limit, known_geofences, events)
+                last = state["last"] = ts
             return events
 
         return run
@@ -364,10 +392,6 @@ class EventDetector:
         events: list[Event],
     ) -> None:
         cfg = self.config
-        state["last"] = ts
-        state["org"] = str(p.org_id)
-        if p.vehicle_id is not None:
-            state["veh"] = str(p.vehicle_id)
 
         def emit(type_: str, details: dict[str, Any]) -> None:
             events.append(
@@ -387,7 +411,7 @@ class EventDetector:
         state["online"] = True
 
         # Geofences: one deleted or deactivated while the device was inside is forgotten.
-        current = {str(g.id): g for g in geofences}
+        current = {g.key: g for g in geofences}
         previous = [g for g in state.get("gf", []) if g in known_geofences]
         for gid in previous:
             if gid not in current:
@@ -402,7 +426,7 @@ class EventDetector:
         limit, source, limit_geofence = vehicle_limit, "vehicle", None
         for g in current.values():
             if g.speed_limit_kph is not None and (limit is None or g.speed_limit_kph < limit):
-                limit, source, limit_geofence = g.speed_limit_kph, "geofence", str(g.id)
+                limit, source, limit_geofence = g.speed_limit_kph, "geofence", g.key
         episode = state.get("os")
         speed = p.speed_kph
         if episode is None:
@@ -463,41 +487,54 @@ class EventDetector:
     # -- versioned state writes ----------------------------------------------------------
 
     async def _apply(self, work: dict[Any, Callable[[State], list[Event]]]) -> list[Event]:
-        """Run each device's step on its current state and write state + events atomically."""
+        """Run each device's step on its current state and write state + events atomically.
+
+        Each device's last written (version, state) is kept here, so a batch needs no read
+        while this process is the only writer; the versioned write catches any other writer
+        (another replica, the offline sweep elsewhere), and those devices are read again.
+        """
         published: list[Event] = []
         pending = dict(work)
+        cache = self._states
         for _ in range(MAX_CAS_ROUNDS):
             if not pending:
                 break
-            devices = list(pending)
+            unknown = [device for device in pending if device not in cache]
+            if unknown:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for device in unknown:
+                        pipe.hmget(state_key(device), "v", "s")
+                    stored = await pipe.execute()
+                if len(cache) + len(unknown) > MAX_CACHED_STATES:
+                    cache.clear()
+                for device, (version, raw) in zip(unknown, stored, strict=True):
+                    cache[device] = (version.decode() if version else "", raw)
+            writes: list[tuple[Any, bytes, list[Event]]] = []
+            for device, step in pending.items():
+                _version, raw = cache[device]
+                state: State = orjson.loads(raw) if raw else {}
+                events = step(state)
+                if events:
+                    self._add_vehicle_group(device, state, events)
+                writes.append((device, orjson.dumps(state), events))
             async with self.redis.pipeline(transaction=False) as pipe:
-                for device in devices:
-                    pipe.hmget(state_key(device), "v", "s")
-                stored = await pipe.execute()
-            writes: list[tuple[Any, list[Event]]] = []
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for device, (version, raw) in zip(devices, stored, strict=True):
-                    state: State = orjson.loads(raw) if raw else {}
-                    events = pending[device](state)
-                    if events:
-                        self._add_vehicle_group(device, state, events)
-                    await self._cas(
-                        keys=[state_key(device), EVENTS_STREAM],
-                        args=[
-                            version.decode() if version else "",
-                            orjson.dumps(state),
-                            self.config.state_ttl_s,
-                            self.config.events_stream_maxlen,
-                            *(orjson.dumps(e) for e in events),
-                        ],
-                        client=pipe,
-                    )
-                    writes.append((device, events))
+                for start in range(0, len(writes), CAS_CHUNK):
+                    chunk = writes[start : start + CAS_CHUNK]
+                    args: list = [self.config.state_ttl_s, self.config.events_stream_maxlen]
+                    for device, state_json, events in chunk:
+                        args += (cache[device][0], state_json, len(events))
+                        args += (orjson.dumps(e) for e in events)
+                    keys = [state_key(device) for device, _, _ in chunk]
+                    await self._cas(keys=[*keys, EVENTS_STREAM], args=args, client=pipe)
                 results = await pipe.execute()
-            for (device, events), ok in zip(writes, results, strict=True):
-                if ok:
+            versions = [version for chunk in results for version in chunk]
+            for (device, state_json, events), version in zip(writes, versions, strict=True):
+                if version:
+                    cache[device] = (str(version), state_json)
                     del pending[device]
                     published.extend(events)
+                else:
+                    del cache[device]  # another writer got there first: read it again
         if pending:
             log.error("detection state contended; positions skipped", devices=len(pending))
         for event in published:

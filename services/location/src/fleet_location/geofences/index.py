@@ -8,7 +8,7 @@ covers a notice missed while Redis was unreachable.
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import numpy as np
@@ -40,6 +40,10 @@ class IndexedGeofence:
     center_lat: float | None = None
     center_lon: float | None = None
     radius_m: float | None = None
+    key: str = field(init=False)  # the id as a string, as detection state and events hold it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", str(self.id))
 
     def contains(self, lat: float, lon: float) -> bool:
         if self.radius_m is not None:
@@ -53,7 +57,7 @@ class OrgGeofences:
     def __init__(self, geofences: list[IndexedGeofence]) -> None:
         self.geofences = geofences
         self.by_id = {g.id: g for g in geofences}
-        self.id_strings = frozenset(str(g.id) for g in geofences)
+        self.id_strings = frozenset(g.key for g in geofences)
         for g in geofences:
             shapely.prepare(g.shape)
         self._tree = shapely.STRtree([g.shape for g in geofences]) if geofences else None
