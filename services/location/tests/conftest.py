@@ -8,12 +8,15 @@ in-process, or as a real process where a test kills it.
 
 import asyncio
 import json
+import os
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -23,6 +26,8 @@ from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion
 from redis.asyncio import Redis
 
+from fleet_devstack.servers import Mosquitto, free_port, remove_tree
+from fleet_devstack.stack import Stack
 from fleet_location.config import Settings
 from fleet_location.main import create_app
 
@@ -298,3 +303,31 @@ def start_location():
         return running_location(settings_from(env))
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def make_broker() -> Iterator[Callable[[], Mosquitto]]:
+    """`make_broker()`: a Mosquitto of one's own, to stop and start (lighter than make_stack)."""
+    started: list[tuple[Mosquitto, Path]] = []
+
+    def factory() -> Mosquitto:
+        base = Path(tempfile.mkdtemp(prefix="fleet-broker-"))
+        os.chmod(base, 0o755)  # noqa: S103 - mosquitto runs as its own user
+        stack = Stack.create(base, pg_port=0, redis_port=0, mqtt_port=free_port(), durable=False)
+        stack.start([stack.mosquitto])
+        started.append((stack.mosquitto, base))
+        return stack.mosquitto
+
+    yield factory
+    for broker, base in started:
+        broker.stop()
+        remove_tree(base)
+
+
+def allow_publisher(broker: Mosquitto, uid: str, password: str) -> None:
+    """A broker client `uid` that may publish on `fleet/{uid}/#` (what the vehicle service
+    creates for a device, on a broker the vehicle service does not manage)."""
+    broker.ctrl("createClient", uid, "-p", password)
+    broker.ctrl("createRole", uid)
+    broker.ctrl("addRoleACL", uid, "publishClientSend", f"fleet/{uid}/#", "allow")
+    broker.ctrl("addClientRole", uid, uid)

@@ -101,9 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         consumer: MqttConsumer | None = None
         if settings.mqtt_enabled:
-            pipeline.inbox = Inbox(asyncio.get_running_loop())
+            pipeline.inbox = Inbox()
             consumer = MqttConsumer(settings, pipeline.inbox)
             pipeline.acker = consumer.ack_many
+            pipeline.reader = consumer
         app.state.ingest = pipeline
         app.state.read_pool = read_pool
         app.state.devices = directory
@@ -131,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await pipeline.stop()
             if consumer is not None:
-                consumer.stop()
+                await consumer.stop()
             await detector.stop()
             for task in background:
                 task.cancel()

@@ -37,3 +37,7 @@ DEVICE_LOOKUP_ERRORS = Counter(
     "telemetry_device_lookup_errors_total", "Vehicle service lookups that failed."
 )
 MQTT_CONNECTED = Gauge("telemetry_mqtt_connected", "1 while the MQTT consumer is connected.")
+MQTT_READING_PAUSED = Gauge(
+    "telemetry_mqtt_reading_paused",
+    "1 while the consumer does not read from the broker (the pipeline is saturated).",
+)

@@ -1,13 +1,22 @@
-"""The MQTT consumer: paho-mqtt 2 in its own network thread, feeding the pipeline's inbox.
+"""The MQTT consumer: paho-mqtt 2 driven by the service's event loop, feeding the pipeline.
 
 MQTT 5 with clean_start=False and a session expiry keeps this client's session (its
 subscriptions and every unacknowledged message) on the broker across restarts; manual
 acknowledgement lets the pipeline PUBACK only once a message's positions are committed.
 The shared subscription lets any number of replicas split the stream.
+
+The client's socket is read on the event loop itself (`EventLoopNetwork`), not in paho's
+network thread: while the loop is busy parsing and writing, data piles up in the socket and
+the next read takes all of it at once, and messages reach the inbox without a cross-thread
+hand-off or any contention for the GIL.
 """
 
+import asyncio
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,6 +38,8 @@ READ_CHUNK = 256 * 1024
 _PUBACK_HEADER = b"\x40\x02"
 
 MessagesHandler = Callable[[list[InboundMessage]], None]
+# paho's SocketLike (a socket, an SSL socket or its websocket wrapper), typing-only in paho.
+SocketLike = Any
 
 
 class BufferedClient(mqtt.Client):
@@ -43,6 +54,10 @@ class BufferedClient(mqtt.Client):
       are handed to `on_messages` together (one hand-off to the event loop, not one each).
     - `ack_many` queues the PUBACKs of a whole batch as one write (paho's `ack` queues one
       packet and wakes its thread once per message).
+
+    It runs either in paho's own thread (`loop_start`) or on an asyncio event loop
+    (`EventLoopNetwork`), which opens its socket in a worker thread (`open_socket`) and
+    connects over it on the loop's thread (`connect_over`).
     """
 
     def __init__(self, *args, on_messages: MessagesHandler, **kwargs) -> None:
@@ -52,6 +67,54 @@ class BufferedClient(mqtt.Client):
         self._buffered_sock: object | None = None
         self._on_messages = on_messages
         self._arrived: list[InboundMessage] = []
+        self._opened_socket: SocketLike | None = None
+
+    # ---------------------------------------------------------------- connecting
+
+    def open_socket(self) -> SocketLike:
+        """Resolve the broker's address and open the connection (TCP, and TLS if set).
+
+        Blocking (DNS, the handshakes): call it in a worker thread. It reads the settings
+        `connect_async` stored and changes no state, so it is safe alongside the loop.
+        """
+        return super()._create_socket()
+
+    def connect_over(self, sock: SocketLike) -> mqtt.MQTTErrorCode:
+        """`reconnect()` over a socket from `open_socket`: sends CONNECT; never blocks."""
+        self._opened_socket = sock
+        try:
+            return self.reconnect()
+        finally:
+            if self._opened_socket is not None:  # reconnect failed before taking it
+                self._opened_socket = None
+                sock.close()
+
+    def _create_socket(self) -> SocketLike:
+        sock, self._opened_socket = self._opened_socket, None
+        return sock if sock is not None else super()._create_socket()
+
+    def next_reconnect_delay(self) -> float:
+        """The wait before the next attempt, as paho's own loop computes it: from the
+        minimum of `reconnect_delay_set`, doubled each attempt up to its maximum, back to the
+        minimum once a CONNACK accepts the connection."""
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None:
+                self._reconnect_delay = self._reconnect_min_delay
+            else:
+                self._reconnect_delay = min(self._reconnect_delay * 2, self._reconnect_max_delay)
+            return self._reconnect_delay
+
+    def note_bytes_waiting(self) -> None:
+        """The broker has sent bytes we have not read yet (reading is paused): that counts
+        as hearing from it, so the keepalive pings instead of dropping a live connection."""
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+
+    def close_socket(self) -> None:
+        """Drop the connection at once (no DISCONNECT); `on_disconnect` is not called."""
+        self._sock_close()
+
+    # ---------------------------------------------------------------- reading
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._sock is not self._buffered_sock:  # a new connection: nothing carries over
@@ -165,13 +228,271 @@ class BufferedClient(mqtt.Client):
         return InboundMessage(topic, bytes(packet[offset:]), mid, qos)
 
     def ack_many(self, mids: Iterable[int]) -> None:
-        """PUBACK every message id, as one write; safe from any thread."""
+        """PUBACK every message id, as one write.
+
+        Safe from any thread under `loop_start`; under `EventLoopNetwork` call it on the
+        loop's thread (from another thread it is still correct, only slower).
+        """
         packet = b"".join(_PUBACK_HEADER + mid.to_bytes(2, "big") for mid in mids)
         if packet:
             self._packet_queue(mqtt.PUBACK, packet, 0, 0)
 
 
+class EventLoopNetwork:
+    """Runs a `BufferedClient`'s network I/O on an asyncio event loop, in place of
+    `loop_start()`: paho's external-loop integration (its `on_socket_*` callbacks).
+
+    - The socket's reader calls `loop_read`; a writer, registered only while paho has bytes
+      queued, calls `loop_write`; a 1 s tick calls `loop_misc` (the keepalive).
+    - Connecting (DNS, the TCP and TLS handshakes) can block, so `open_socket` runs in a
+      worker thread; CONNECT is then sent over that socket on the loop's thread. Every other
+      use of the client, and of its state, is on the loop's thread: no locks, no hand-off.
+    - A lost connection, or one that could not be made, is tried again after paho's
+      back-off (`reconnect_delay_set`), as paho's own thread does. The first attempt starts
+      at once and `start()` returns without waiting for it.
+    - `pause_reading()` stops reading the socket (its buffers fill, then the broker holds
+      further messages), `resume_reading()` reads on. While paused and bytes are waiting,
+      the keepalive counts them as heard from the broker.
+    - `stop()` sends everything queued (the last PUBACKs), then DISCONNECT, and closes the
+      connection gracefully (see `_linger`).
+    """
+
+    MISC_INTERVAL_S = 1.0
+
+    def __init__(self, client: BufferedClient) -> None:
+        self._client = client
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._sock: SocketLike | None = None
+        self._reading = False  # the reader is registered
+        self._writing = False  # the writer is registered
+        self._paused = False
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self._stopping = False
+        self._lingering: socket.socket | None = None
+        self._connector: asyncio.Task | None = None
+        self._misc: asyncio.Task | None = None
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._paused
+
+    def start(self) -> None:
+        """Connect, and keep connected, in the background; call on the running loop after
+        `connect_async` (which only records where and how to connect)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stopping = False
+        self._connector = asyncio.create_task(self._keep_connected(), name="mqtt-connect")
+        self._misc = asyncio.create_task(self._misc_loop(), name="mqtt-misc")
+
+    async def stop(self, timeout_s: float = 5.0, properties: Properties | None = None) -> None:
+        """Stop reading, send what is queued (acknowledgements) then DISCONNECT, close."""
+        self._stopping = True
+        for task in (self._connector, self._misc):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in (self._connector, self._misc) if t is not None), return_exceptions=True
+        )
+        self._connector = self._misc = None
+        if self._sock is None:
+            return
+        self.pause_reading()
+        client = self._client
+        deadline = time.monotonic() + timeout_s
+        try:
+            # Everything queued before DISCONNECT goes out first (paho's queue keeps order;
+            # this also leaves nothing queued behind when paho closes the socket).
+            await self._flush(deadline)
+            if self._sock is not None:
+                client.disconnect(properties=properties)
+                client.loop_write()  # DISCONNECT, then paho closes its socket
+                await self._flush(deadline)
+        finally:
+            if self._sock is not None:
+                log.warning("MQTT disconnect did not complete; closing the connection")
+                client.close_socket()
+            lingering, self._lingering = self._lingering, None
+            if lingering is not None:
+                await self._linger(lingering, deadline)
+
+    async def _linger(self, sock: socket.socket, deadline: float) -> None:
+        """Close the connection only once the broker has read all we sent.
+
+        The broker goes on sending while we stop. A socket closed with unread data makes the
+        kernel reset the connection, and the broker drops what it had not read yet: our last
+        PUBACKs and the DISCONNECT (those messages would come back, stored already). So,
+        over a duplicate of paho's socket: FIN after everything written, then read and drop
+        what still comes until the broker, having read the DISCONNECT, closes its side.
+        """
+        loop = self._require_loop()
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.5)):
+                while await loop.sock_recv(sock, 256 * 1024):
+                    pass
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            sock.close()
+
+    async def _flush(self, deadline: float) -> None:
+        client = self._client
+        while self._sock is not None and client.want_write():
+            client.loop_write()
+            if self._sock is None or not client.want_write():
+                return
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.01)  # the socket's send buffer is full: let the broker read
+
+    def pause_reading(self) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        metrics.MQTT_READING_PAUSED.set(1)
+        if self._reading:
+            self._reading = False
+            self._require_loop().remove_reader(self._sock)
+
+    def resume_reading(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        metrics.MQTT_READING_PAUSED.set(0)
+        if self._sock is not None and not self._reading and not self._stopping:
+            loop = self._require_loop()
+            self._reading = True
+            loop.add_reader(self._sock, self._on_readable)
+            if self._client._buffered():  # read ahead before the pause
+                loop.call_soon(self._on_readable)
+
+    # ---------------------------------------------------------------- connection
+
+    async def _keep_connected(self) -> None:
+        client = self._client
+        loop = self._require_loop()
+        first = True
+        while not self._stopping:
+            if not first:
+                await asyncio.sleep(client.next_reconnect_delay())
+            first = False
+            opening = loop.run_in_executor(None, client.open_socket)
+            try:
+                sock = await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                opening.add_done_callback(_close_opened)
+                raise
+            except OSError as exc:
+                log.warning("MQTT connection failed; retrying", error=str(exc))
+                continue
+            try:
+                client.connect_over(sock)
+            except Exception:
+                log.exception("MQTT connect failed; retrying")
+                client.close_socket()
+                continue
+            await self._closed.wait()
+
+    async def _misc_loop(self) -> None:
+        client = self._client
+        while True:
+            await asyncio.sleep(self.MISC_INTERVAL_S)
+            sock = self._sock
+            if sock is None:
+                continue
+            try:
+                if self._paused and _bytes_waiting(sock):
+                    client.note_bytes_waiting()
+                client.loop_misc()
+            except Exception:
+                log.exception("MQTT keepalive check failed")
+
+    # ---------------------------------------------------------------- paho's socket callbacks
+
+    def _on_socket_open(self, _client, _userdata, sock: SocketLike) -> None:
+        self._on_loop_thread()
+        self._sock = sock
+        self._closed.clear()
+        if not self._paused:
+            self._reading = True
+            self._require_loop().add_reader(sock, self._on_readable)
+
+    def _on_socket_close(self, _client, _userdata, sock: SocketLike) -> None:
+        self._on_loop_thread()
+        loop = self._require_loop()
+        if self._reading:
+            loop.remove_reader(sock)
+        if self._writing:
+            loop.remove_writer(sock)
+        self._reading = self._writing = False
+        self._sock = None
+        self._closed.set()
+        if self._stopping and type(sock) is socket.socket:  # not TLS: an SSLSocket cannot dup
+            # Keep the connection open past paho's close, to end it gracefully (`_linger`).
+            self._lingering = sock.dup()
+
+    def _on_socket_register_write(self, _client, _userdata, _sock: SocketLike) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._watch_writes()
+        else:  # an ack from another thread
+            self._require_loop().call_soon_threadsafe(self._watch_writes)
+
+    def _on_socket_unregister_write(self, _client, _userdata, _sock: SocketLike) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._unwatch_writes()
+        else:
+            self._require_loop().call_soon_threadsafe(self._unwatch_writes)
+
+    def _watch_writes(self) -> None:
+        if self._sock is not None and not self._writing and self._client.want_write():
+            self._writing = True
+            self._require_loop().add_writer(self._sock, self._on_writable)
+
+    def _unwatch_writes(self) -> None:
+        if self._writing and not self._client.want_write():
+            self._writing = False
+            self._require_loop().remove_writer(self._sock)
+
+    def _on_readable(self) -> None:
+        if self._sock is not None and not self._paused:
+            self._client.loop_read()
+
+    def _on_writable(self) -> None:
+        self._client.loop_write()
+        self._unwatch_writes()  # paho may not say so when it was asked from another thread
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "EventLoopNetwork.start() was not called"
+        return self._loop
+
+    def _on_loop_thread(self) -> None:
+        assert threading.get_ident() == self._loop_thread, "socket opened or closed off the loop"
+
+
+def _close_opened(opening: asyncio.Future) -> None:
+    """A connection opened after we stopped waiting for it: close it."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
+def _bytes_waiting(sock: SocketLike) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except (OSError, ValueError):  # nothing waiting, a broken connection, or TLS (no peek)
+        return False
+
+
 class MqttConsumer:
+    """The service's MQTT subscriber, on the event loop (see `EventLoopNetwork`)."""
+
     def __init__(self, settings: Settings, inbox: Inbox) -> None:
         self._settings = settings
         self._inbox = inbox
@@ -192,8 +513,10 @@ class MqttConsumer:
         client.on_message = self._on_message  # QoS 2 only (see BufferedClient)
         client.on_subscribe = self._on_subscribe
         self._client = client
+        self._network = EventLoopNetwork(client)
 
     def start(self) -> None:
+        """Connect in the background (call on the running event loop); ready after SUBACK."""
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self._settings.mqtt_session_expiry_s
         properties.ReceiveMaximum = self._settings.mqtt_receive_maximum
@@ -204,16 +527,24 @@ class MqttConsumer:
             clean_start=False,
             properties=properties,
         )
-        self._client.loop_start()
+        self._network.start()
 
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    async def stop(self) -> None:
+        """Send the acknowledgements already queued, then disconnect."""
+        await self._network.stop()
         self._connected.clear()
         metrics.MQTT_CONNECTED.set(0)
 
-    def ack(self, mid: int, qos: int) -> None:
-        self._client.ack(mid, qos)
+    def pause_reading(self) -> None:
+        """Read nothing more from the broker (the pipeline is saturated)."""
+        self._network.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._network.resume_reading()
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._network.reading_paused
 
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         """Acknowledge a committed batch: QoS 1 PUBACKs in one write, QoS 2 one by one."""
@@ -238,7 +569,11 @@ class MqttConsumer:
             return
         group = self._settings.mqtt_share_group
         client.subscribe([(f"$share/{group}/{topic}", SubscribeOptions(qos=1)) for topic in TOPICS])
-        log.info("MQTT connected", session_present=flags.session_present)
+        log.info(
+            "MQTT connected",
+            client_id=self._settings.mqtt_client_id,
+            session_present=flags.session_present,
+        )
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
         refused = [str(code) for code in reason_codes if code.is_failure]
@@ -252,10 +587,12 @@ class MqttConsumer:
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()
         metrics.MQTT_CONNECTED.set(0)
-        log.warning("MQTT disconnected", reason=str(reason_code))
+        log.warning(
+            "MQTT disconnected", client_id=self._settings.mqtt_client_id, reason=str(reason_code)
+        )
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        # Nothing may escape this callback: an exception would stop paho's network loop.
+        # Nothing may escape this callback: it would abandon the read in progress.
         try:
             topic = message.topic
         except UnicodeDecodeError:

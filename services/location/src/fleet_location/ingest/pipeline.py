@@ -1,8 +1,11 @@
 """The ingest pipeline: messages in, batches committed, then Redis, observers and acks.
 
-    paho thread --Inbox--> intake (parse, validate, map device) --> open Batch
+    MQTT reads (on the loop) --Inbox--> intake (parse, validate, map device) --> open Batch
     writer task: take the batch when full or due, commit it (retrying until it commits)
     post-commit task, in commit order: Redis latest/geo/live, observers, MQTT acks
+
+While too many positions wait for their commit, the intake stops the MQTT consumer
+reading (`Reader.pause_reading`): the broker then holds the rest (ReceiveMaximum, TCP).
 
 A message is acknowledged only after the transaction holding its positions (or its
 dead-letter record) has committed, so a crash anywhere before that means the broker
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from fleet_common.logging import get_logger
@@ -54,34 +57,24 @@ class InboundMessage:
 
 
 class Inbox:
-    """A thread-safe hand-off from paho's network thread to the event loop."""
+    """Messages read from the broker, waiting for the intake; used on the event loop only."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._items: deque[InboundMessage] = deque()
         self._event = asyncio.Event()
-        self._signalled = False
 
     def put(self, item: InboundMessage) -> None:
-        """Called from any thread."""
         self._items.append(item)
-        if not self._signalled:
-            self._signalled = True
-            self._loop.call_soon_threadsafe(self._event.set)
+        self._event.set()
 
     def put_many(self, items: list[InboundMessage]) -> None:
-        """Called from any thread; one wake-up of the event loop for all of them."""
-        self._items.extend(items)
-        if items and not self._signalled:
-            self._signalled = True
-            self._loop.call_soon_threadsafe(self._event.set)
+        if items:
+            self._items.extend(items)
+            self._event.set()
 
     async def take(self, max_items: int) -> list[InboundMessage]:
         while not self._items:
             self._event.clear()
-            self._signalled = False
-            if self._items:
-                break
             await self._event.wait()
         items = []
         popleft = self._items.popleft
@@ -91,6 +84,14 @@ class Inbox:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Reader(Protocol):
+    """Where the inbox's messages come from: told to stop reading while we are saturated."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ class IngestPipeline:
         self.observers = observers
         self.acker: Acker | None = None
         self.inbox: Inbox | None = None
+        self.reader: Reader | None = None
         self._open = Batch()
         self._full = asyncio.Event()
         self._has_items = asyncio.Event()
@@ -178,42 +180,63 @@ class IngestPipeline:
     async def _intake_loop(self) -> None:
         assert self.inbox is not None
         while True:
-            items = await self.inbox.take(2000)
-            while self._pending >= self.settings.max_pending_positions:
-                self._drained.clear()
-                await self._drained.wait()
+            if self._pending >= self.settings.max_pending_positions:
+                await self._wait_drained()
+            # Small takes, and a yield after each: while the inbox holds messages neither
+            # `take` nor parsing awaits anything, so without the yield the intake would empty
+            # the whole inbox (up to the receive window) before the writer and acks got a turn.
+            items = await self.inbox.take(500)
             try:
                 await self.handle_mqtt(items)
             except Exception:
                 # Never lose the consumer: the messages stay unacknowledged and return.
                 log.exception("intake failed; messages will be redelivered on reconnect")
+            await asyncio.sleep(0)
+
+    async def _wait_drained(self) -> None:
+        """Saturated: read nothing more from the broker until commits bring us under."""
+        reader = self.reader
+        if reader is not None:
+            reader.pause_reading()
+        try:
+            while self._pending >= self.settings.max_pending_positions:
+                self._drained.clear()
+                await self._drained.wait()
+        finally:
+            if reader is not None:
+                reader.resume_reading()
 
     # ---------------------------------------------------------------- MQTT messages
 
     async def handle_mqtt(self, items: list[InboundMessage]) -> None:
         directory = self.directory
-        unresolved = {
-            uid
-            for uid in (_topic_uid(item.topic) for item in items)
-            if uid is not None and directory.lookup(uid) is MISSING
-        }
+        uids = [_topic_uid(item.topic) for item in items]
+        unresolved = {uid for uid in uids if uid is not None and directory.lookup(uid) is MISSING}
         unavailable: set[str] = set()
         if unresolved:
-            uids = list(unresolved)
+            pending = list(unresolved)
             outcomes = await asyncio.gather(
-                *(directory.resolve(uid) for uid in uids), return_exceptions=True
+                *(directory.resolve(uid) for uid in pending), return_exceptions=True
             )
-            for uid, outcome in zip(uids, outcomes, strict=True):
+            for uid, outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     unavailable.add(uid)
         now = datetime.now(UTC)
         held: list[InboundMessage] = []
-        for item in items:
-            uid = _topic_uid(item.topic)
-            if uid in unavailable:
+        # Everything these messages give goes into the open batch in one step.
+        taken = Batch()
+        for item, uid in zip(items, uids, strict=True):
+            if uid is not None and uid in unavailable:
                 held.append(item)
                 continue
-            self._handle_one(item, uid, now)
+            self._handle_one(item, uid, now, taken)
+        _RECEIVED_MQTT.inc(len(taken.positions))
+        self._add(
+            positions=taken.positions,
+            rejections=taken.rejections,
+            acks=taken.acks,
+            statuses=taken.statuses,
+        )
         if held:
             # The vehicle service is unreachable: keep these (unacknowledged) and try again.
             loop = asyncio.get_running_loop()
@@ -221,11 +244,11 @@ class IngestPipeline:
             if inbox is not None:
                 loop.call_later(2.0, inbox.put_many, held)
 
-    def _handle_one(self, item: InboundMessage, uid: str | None, now: datetime) -> None:
-        ack = (item.mid, item.qos)
+    def _handle_one(self, item: InboundMessage, uid: str | None, now: datetime, out: Batch) -> None:
+        """Parse one message into `out`: its positions or rejections, and its ack."""
+        out.acks.append((item.mid, item.qos))
         if uid is None:
             metrics.IGNORED.labels("topic").inc()
-            self._add(acks=[ack])
             return
         device = self.directory.lookup(uid)
         kind = _topic_kind(item.topic)
@@ -239,10 +262,8 @@ class IngestPipeline:
             if kind == "status":
                 if not item.payload:  # a retained status being cleared
                     metrics.IGNORED.labels("status").inc()
-                    self._add(acks=[ack])
                     return
-                online = _status(item.payload)
-                self._add(acks=[ack], status=StatusChange(device, online, now))
+                out.statuses.append(StatusChange(device, _status(item.payload), now))
                 return
             parsed = parse_mqtt_telemetry(
                 item.payload, device, now, self.limits, owntracks=kind == "owntracks"
@@ -250,19 +271,18 @@ class IngestPipeline:
         except Rejected as exc:
             org = device.org_id if isinstance(device, DeviceInfo) else None
             if self._keep(exc.reason, uid):
-                self._add(acks=[ack], rejections=[self._record("mqtt", exc, uid, org, item)])
+                out.rejections.append(self._record("mqtt", exc, uid, org, item))
             else:
                 _REJECTED[exc.reason].inc()
-                self._add(acks=[ack])
             return
-        records = [
-            self._record("mqtt", exc, uid, device.org_id, item, raw)
-            for exc, raw in parsed.rejections
-        ]
-        if not parsed.positions and not records:
+        if parsed.rejections:
+            out.rejections.extend(
+                self._record("mqtt", exc, uid, device.org_id, item, raw)
+                for exc, raw in parsed.rejections
+            )
+        elif not parsed.positions:
             metrics.IGNORED.labels(kind).inc()
-        _RECEIVED_MQTT.inc(len(parsed.positions))
-        self._add(positions=parsed.positions, rejections=records, acks=[ack])
+        out.positions.extend(parsed.positions)
 
     def _keep(self, reason: str, uid: str) -> bool:
         """Unknown devices are dead-lettered once a minute per uid (a flood stays bounded)."""
@@ -345,7 +365,7 @@ class IngestPipeline:
         positions: list[Position] | None = None,
         rejections: list[RejectionRecord] | None = None,
         acks: list[tuple[int, int]] | None = None,
-        status: StatusChange | None = None,
+        statuses: list[StatusChange] | None = None,
         waiter: asyncio.Future | None = None,
     ) -> None:
         batch = self._open
@@ -359,8 +379,8 @@ class IngestPipeline:
             batch.rejections.extend(rejections)
         if acks:
             batch.acks.extend(acks)
-        if status is not None:
-            batch.statuses.append(status)
+        if statuses:
+            batch.statuses.extend(statuses)
         if waiter is not None:
             batch.waiters.append(waiter)
         self._has_items.set()
@@ -440,9 +460,10 @@ class IngestPipeline:
     async def _after_commit(self, batch: Batch, result: WriteResult) -> None:
         new = result.new_positions
         if new:
-            await self._update_redis(new)
-            # Time order: each device's positions in order (one C-compared key to sort on).
+            # Time order, for Redis and for the observers: each device's positions in order
+            # (one C-compared key to sort on).
             ordered = sorted(new, key=_RECORDED_AT)
+            await self._update_redis(ordered)
             for observer in list(self.observers):
                 try:
                     await observer.positions_committed(ordered)
