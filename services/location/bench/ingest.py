@@ -47,6 +47,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from detection import geofence
 from loadgen import live_listener_main, null_subscriber_main, publisher_main
 
 from fleet_common.redis import live_channel
@@ -116,10 +117,65 @@ def run_publishers(
         "started": start_at,
         "ended": max(o[4] for o in outcomes),
         "publish_rate": sent / duration_s,
+        "cpu_s": sum(o[5] for o in outcomes),
     }
 
 
 # ------------------------------------------------------------------------- measurement
+
+
+class CpuMeter:
+    """CPU seconds used so far by the stack's servers and the location service (from /proc).
+
+    PostgreSQL's count is its postmaster's own time, the time of the children it has
+    reaped (cutime/cstime) and that of the backends alive now, so short-lived connections
+    are not lost. Where the CPU goes per position is what bounds the rate on two cores.
+    """
+
+    def __init__(self, stack: Stack, location_pid: int) -> None:
+        self._postmaster = int((stack.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        self._single = {
+            "location": location_pid,
+            "redis": int(stack.redis.pidfile.read_text()),
+            "broker": int(stack.mosquitto.pidfile.read_text()),
+        }
+
+    @staticmethod
+    def _stat(pid: int) -> list[str]:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    def sample(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, pid in self._single.items():
+            fields = self._stat(pid)
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        fields = self._stat(self._postmaster)
+        total = sum(int(v) for v in fields[11:15])
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    child = self._stat(int(entry))
+                except OSError:
+                    continue
+                if int(child[1]) == self._postmaster:
+                    total += int(child[11]) + int(child[12])
+        out["postgres"] = total / tick
+        return out
+
+
+def cpu_per_item_us(before: dict, after: dict, items: int, **extra_s: float) -> dict[str, float]:
+    """Microseconds of CPU per item (position or message) for each component, and the sum."""
+    used = {name: after[name] - before[name] for name in after} | extra_s
+    per_item = {name: 1e6 * seconds / max(items, 1) for name, seconds in used.items()}
+    per_item["total"] = sum(per_item.values())
+    return per_item
+
+
+def format_cpu(per_item: dict[str, float]) -> str:
+    parts = [f"{name} {value:.0f}" for name, value in per_item.items() if name != "total"]
+    return f"{', '.join(parts)} = {per_item['total']:.0f} us"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -129,9 +185,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def broker_step(stack: Stack, devices, processes: int, rate: float, duration_s: float) -> dict:
+def broker_step(
+    stack: Stack, meter: CpuMeter, devices, processes: int, rate: float, duration_s: float
+) -> dict:
     """Offer `rate` msg/s to a do-nothing QoS 1 subscriber; what it receives, steady state."""
     ready, results = CTX.Event(), CTX.Queue()
+    cpu_before = meter.sample()
     subscriber = CTX.Process(
         daemon=True,
         target=null_subscriber_main,
@@ -150,8 +209,9 @@ def broker_step(stack: Stack, devices, processes: int, rate: float, duration_s: 
     published = run_publishers(
         stack.mosquitto.port, devices, processes, "bench", rate, duration_s, max_inflight=100
     )
-    received, buckets = results.get(timeout=120)
+    received, buckets, subscriber_cpu_s = results.get(timeout=120)
     subscriber.join()
+    broker_s = meter.sample()["broker"] - cpu_before["broker"]
     window_start = published["started"] + WARMUP_S
     window_end = published["started"] + duration_s
     in_window = sum(n for at, n in buckets.items() if window_start <= at < window_end)
@@ -161,10 +221,20 @@ def broker_step(stack: Stack, devices, processes: int, rate: float, duration_s: 
         "publish_rate": published["publish_rate"],
         "received": received,
         "rate": in_window / (window_end - window_start),
+        "cpu_us": cpu_per_item_us(
+            {},
+            {},
+            received,
+            broker=broker_s,
+            publishers=published["cpu_s"],
+            subscriber=subscriber_cpu_s,
+        ),
     }
 
 
-def broker_ceiling(stack: Stack, devices, processes: int, duration_s: float) -> dict:
+def broker_ceiling(
+    stack: Stack, meter: CpuMeter, devices, processes: int, duration_s: float
+) -> dict:
     """The highest rate the broker delivers to a do-nothing subscriber without falling behind.
 
     Publishers that only wait for the broker's PUBACK outrun what it can forward (it queues,
@@ -174,14 +244,14 @@ def broker_ceiling(stack: Stack, devices, processes: int, duration_s: float) -> 
     best: dict = {"rate": 0.0}
     rate = 8000.0
     while True:
-        step = broker_step(stack, devices, processes, rate, duration_s)
+        step = broker_step(stack, meter, devices, processes, rate, duration_s)
         keeping_up = step["rate"] >= 0.95 * step["publish_rate"] and (
             step["received"] >= step["published"]
         )
         print(
             f"  [ceiling] offered {rate:,.0f}/s: published {step['publish_rate']:,.0f}/s, "
             f"received {step['rate']:,.0f}/s steady, {step['received']:,}/"
-            f"{step['published']:,} in all",
+            f"{step['published']:,} in all; CPU per message: {format_cpu(step['cpu_us'])}",
             flush=True,
         )
         if step["rate"] > best["rate"]:
@@ -271,6 +341,7 @@ async def ingest_phase(
         if not await asyncio.to_thread(ready.wait, 30):
             raise RuntimeError("the live listener was not subscribed in time")
     await asyncio.sleep(0.3)
+    cpu_before = ctx["cpu"].sample()
     published = await asyncio.to_thread(
         run_publishers,
         stack.mosquitto.port,
@@ -304,6 +375,9 @@ async def ingest_phase(
             break
         await asyncio.sleep(0.25)
     drained_at = progressed_at if stored < expected else time.time()
+    cpu_us = cpu_per_item_us(
+        cpu_before, ctx["cpu"].sample(), stored - before, publishers=published["cpu_s"]
+    )
     if via_ws:
         stop_ws.set()
         await ws_task
@@ -333,6 +407,7 @@ async def ingest_phase(
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "max_ms": max(latencies, default=float("nan")) * 1000,
+        "cpu_us": cpu_us,
     }
     counters = await location_counters(ctx["location_url"])
     result["errors"] = {
@@ -350,7 +425,8 @@ async def ingest_phase(
         f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; "
         f"stored {result['stored']:,}/{published['positions']:,}, visible {len(arrivals):,}; "
         f"drained {result['drain_s']:.1f} s after publishing ended; "
-        f"location counters {result['errors'] or 'no errors'}",
+        f"location counters {result['errors'] or 'no errors'}; CPU per position: "
+        f"{format_cpu(cpu_us)}",
         flush=True,
     )
     return result
@@ -531,22 +607,7 @@ async def create_geofences(api: str, token: str, count: int) -> float:
     headers = {"Authorization": f"Bearer {token}"}
     started = time.perf_counter()
 
-    def body(i: int) -> dict:
-        lat = 10.78 + rng.uniform(-0.15, 0.15)
-        lon = 106.70 + rng.uniform(-0.15, 0.15)
-        if i % 2:
-            geometry = {"type": "Circle", "center": [lon, lat], "radius_m": rng.uniform(100, 800)}
-        else:
-            r, n = rng.uniform(0.002, 0.008), rng.randint(5, 12)
-            ring = [
-                [lon + r * math.cos(2 * math.pi * k / n), lat + r * math.sin(2 * math.pi * k / n)]
-                for k in range(n)
-            ]
-            geometry = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
-        limit = rng.choice([None, None, 30.0, 50.0])
-        return {"name": f"zone {i}", "geometry": geometry, "speed_limit_kph": limit}
-
-    bodies = [body(i) for i in range(count)]
+    bodies = [geofence(i, rng) for i in range(count)]
     async with httpx.AsyncClient(base_url=api, timeout=60) as http:
 
         async def worker(part: list[dict]) -> None:
@@ -610,6 +671,13 @@ def print_suite(title: str, suite: dict, ceiling: float, rate: int) -> None:
         f"ratio to the ceiling   {ratio:>9.2f}   (best sustained {best:,.0f}/s / ceiling "
         f"{ceiling:,.0f}/s)   goal >= 0.5: {goal(ratio >= 0.5)}"
     )
+    # Everything shares the cores, so the CPU each position costs bounds the rate.
+    cpu = sustained["cpu_us"]
+    bound = (os.cpu_count() or 1) * 1e6 / cpu["total"]
+    print(
+        f"CPU per position       {format_cpu(cpu)} at {rate:,}/s offered; all cores fully "
+        f"used would carry at most {bound:,.0f}/s (ratio {bound / ceiling:.2f})"
+    )
     at_5k = suite["at_5k"]
     print(
         f"p99 at 5,000/s         {at_5k['p99_ms']:>9.0f} ms publish->committed+visible "
@@ -658,11 +726,14 @@ async def main_async(args) -> None:
             "location_url": setup["urls"]["location"],
             "ws_url": gateway.replace("http://", "ws://") + f"/api/v1/ws?token={token}",
         }
+        ctx["cpu"] = CpuMeter(stack, processes[2].pid)
         print(f"location process: pid {processes[2].pid}", flush=True)
         # The device cache fills on the first message of each device: warm it up first.
         await ingest_phase(ctx, "warm-up", 1000, 5.0)
 
-        ceiling = broker_ceiling(stack, devices, args.publishers, min(args.seconds, 8.0))
+        ceiling = broker_ceiling(
+            stack, ctx["cpu"], devices, args.publishers, min(args.seconds, 8.0)
+        )
         print(
             f"broker ceiling: {ceiling['rate']:,.0f} msg/s received by a do-nothing QoS 1 "
             f"subscriber ({ceiling['publish_rate']:,.0f}/s published by {args.publishers} "
@@ -689,7 +760,8 @@ async def main_async(args) -> None:
         )
         print(
             f"broker ceiling         {ceiling['rate']:>9,.0f} msg/s (do-nothing QoS 1 subscriber, "
-            f"{args.publishers} publisher processes, {args.devices} device connections)"
+            f"{args.publishers} publisher processes, {args.devices} device connections; CPU "
+            f"per message: {format_cpu(ceiling['cpu_us'])})"
         )
         if ceiling["rate"] < 10_000:
             print(

@@ -106,8 +106,8 @@ def publisher_main(
     """Publish for `duration_s` from `start_at`; `rate_per_s` 0 = as fast as acknowledged.
 
     `per_message` > 1 makes every message an array of that many positions (a device
-    replaying a backlog). Puts `(sent_messages, sent_positions, acked, first, last)` on
-    `results`.
+    replaying a backlog). Puts `(sent_messages, sent_positions, acked, first, last,
+    cpu_seconds)` on `results`.
     """
     try:
         _publish(
@@ -231,14 +231,15 @@ def _publish(
         with contextlib.suppress(OSError):
             device.sock.sendall(b"\xe0\x00")  # DISCONNECT
         device.sock.close()
-    results.put((sent, positions, acked, first, last))
+    results.put((sent, positions, acked, first, last, time.process_time()))
 
 
 def null_subscriber_main(port: int, username: str, password: str, topic: str, ready, results):
     """Subscribe at QoS 1, PUBACK everything, count arrivals per 50 ms bucket.
 
     Runs until the parent sets nothing more arrives for 3 s after the first message, then
-    puts `(received, buckets)` on `results` (`buckets`: {bucket_start_time: count}).
+    puts `(received, buckets, cpu_seconds)` on `results` (`buckets`: {bucket_start_time:
+    count}).
     """
     sock = mqtt_connect(port, f"null-{time.time_ns() % 10**9}", username, password)
     body = struct.pack("!H", 1) + _utf8(topic) + b"\x01"
@@ -300,7 +301,7 @@ def null_subscriber_main(port: int, username: str, password: str, topic: str, re
             bucket = now - now % 0.05
             buckets[bucket] = buckets.get(bucket, 0) + arrived
     sock.close()
-    results.put((received, buckets))
+    results.put((received, buckets, time.process_time()))
 
 
 # ------------------------------------------------------------------------------ Redis
