@@ -3,13 +3,19 @@
 By default a throwaway PostgreSQL+PostGIS, Redis and Mosquitto are started on free ports in
 a temporary folder and removed at the end. A test that needs to stop and start a server
 (readiness, outage tests) asks for its own with `make_stack`.
+
+A hung session: `kill -USR1 <pytest pid>` writes every asyncio task's stack (and every
+thread's) to stderr, where a stack dump of the threads alone shows only an idle event loop.
 """
 
+import asyncio
 import base64
+import faulthandler
 import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +30,22 @@ import pytest
 
 from fleet_devstack.servers import free_port, remove_tree
 from fleet_devstack.stack import REPO_ROOT, Stack, migrate, service_command, wait_until_live
+
+
+def _dump_tasks(_signum, _frame) -> None:
+    out = sys.__stderr__
+    faulthandler.dump_traceback(out)
+    loop = asyncio._get_running_loop()
+    tasks = asyncio.all_tasks(loop) if loop is not None else set()
+    print(f"--- {len(tasks)} asyncio task(s) on the running loop", file=out)
+    for task in tasks:
+        print(f"--- {task!r}", file=out)
+        task.print_stack(file=out)
+    out.flush()
+
+
+def pytest_configure(config) -> None:
+    signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
 def _new_stack(base: Path) -> Stack:
