@@ -85,7 +85,16 @@ class Upstream:
 async def _serve(app: Upstream) -> tuple[uvicorn.Server, asyncio.Task]:
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Unbounded by default: a response the gateway stopped reading (a client that
+            # gave up on `/big`) would hold the session's end forever.
+            timeout_graceful_shutdown=5,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no start event
