@@ -208,18 +208,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"driving {len(cars)} vehicles at {args.rate}/s each; Ctrl-C stops", flush=True)
 
     stop = threading.Event()
+    # Restored afterwards: `main` also runs inside other programs (the tests).
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    interval = 1.0 / args.rate
-    ends_at = time.monotonic() + args.duration if args.duration else math.inf
-    next_tick = time.monotonic()
-    while not stop.is_set() and time.monotonic() < ends_at:
-        for car, client in zip(cars, clients, strict=True):
-            car.step(interval, rng)
-            client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
-        next_tick += interval
-        stop.wait(max(0.0, next_tick - time.monotonic()))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        interval = 1.0 / args.rate
+        ends_at = time.monotonic() + args.duration if args.duration else math.inf
+        next_tick = time.monotonic()
+        while not stop.is_set() and time.monotonic() < ends_at:
+            for car, client in zip(cars, clients, strict=True):
+                car.step(interval, rng)
+                client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
+            next_tick += interval
+            stop.wait(max(0.0, next_tick - time.monotonic()))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     for car, client in zip(cars, clients, strict=True):
         client.publish(f"fleet/{car.uid}/status", "offline", qos=1, retain=True).wait_for_publish(5)
         client.disconnect()
