@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
@@ -12,6 +12,7 @@ from fleet_common.app import create_service_app
 from fleet_common.health import HealthCheck
 from fleet_common.http import create_http_client
 from fleet_common.logging import get_logger
+from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.events import create_event_detector
 from fleet_location.geofences.router import router as geofences_router
@@ -134,11 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if consumer is not None:
                 await consumer.stop()
             await detector.stop()
-            for task in background:
-                task.cancel()
-            for task in background:
-                with suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_tasks(background)
             await http.aclose()
             await write_pool.close()
             await read_pool.close()

@@ -2,13 +2,14 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 from fleet_common.app import create_service_app
 from fleet_common.health import HealthCheck
 from fleet_common.logging import get_logger
+from fleet_common.tasks import stop_tasks
 from fleet_vehicle.broker.credentials import DeviceBroker
 from fleet_vehicle.broker.dynsec import DynsecClient
 from fleet_vehicle.broker.reconcile import reconcile
@@ -64,9 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            watcher.cancel()
-            with suppress(asyncio.CancelledError):
-                await watcher
+            await stop_tasks([watcher])
             await dynsec.stop()
 
     app = create_service_app(

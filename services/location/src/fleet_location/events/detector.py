@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet_common.logging import get_logger
 from fleet_common.redis import EVENTS_STREAM, latest_key
+from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
 from fleet_location.positions.model import Position
@@ -303,9 +304,7 @@ class EventDetector:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     # -- transitions ---------------------------------------------------------------------

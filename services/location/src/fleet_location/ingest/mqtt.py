@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet_common.logging import get_logger
+from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.ingest import metrics
 from fleet_location.ingest.pipeline import InboundMessage, Inbox
@@ -294,12 +295,7 @@ class EventLoopNetwork:
     async def stop(self, timeout_s: float = 5.0, properties: Properties | None = None) -> None:
         """Stop reading, send what is queued (acknowledgements) then DISCONNECT, close."""
         self._stopping = True
-        for task in (self._connector, self._misc):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in (self._connector, self._misc) if t is not None), return_exceptions=True
-        )
+        await stop_tasks((self._connector, self._misc))
         self._connector = self._misc = None
         if self._sock is None:
             return

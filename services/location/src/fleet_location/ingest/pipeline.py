@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from fleet_common.logging import get_logger
+from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.ingest import metrics
 from fleet_location.ingest.devices import MISSING, DeviceDirectory
@@ -173,9 +174,7 @@ class IngestPipeline:
         ):
             self._full.set()
             await asyncio.sleep(0.02)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
 
     async def _intake_loop(self) -> None:
         assert self.inbox is not None
