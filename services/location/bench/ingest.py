@@ -13,7 +13,9 @@ next begins, so no phase's backlog leaks into the next one's figures.
    the steady-state window (the publishing window minus its first seconds), read from the
    `fleet:live:{org}` messages the location service publishes after each commit; p50/p99
    publish -> visible latency; then the drain time and the verification;
-3. the same at half the broker ceiling (when that is above 10,000/s), for the ratio;
+3. for the ratio: offered rates stepped up from there (x1.25) to half the broker ceiling,
+   stopping at the first one the pipeline does not keep up with; the ratio is the highest
+   rate kept up with over the ceiling;
 4. p99 publish -> committed (visible) at 5,000/s;
 5. p99 publish -> WebSocket at 2,000/s (through the gateway's `/api/v1/ws`);
 6. backlog replay (separately labelled, never the headline): devices publishing arrays;
@@ -628,9 +630,7 @@ async def ingest_suite(ctx: dict, args, ceiling: float, tag: str) -> dict:
     seconds = args.seconds
     out: dict = {}
     out["sustained"] = await ingest_phase(ctx, f"{tag} {args.rate:,}/s", args.rate, seconds)
-    half = math.ceil(ceiling / 2)
-    if half > args.rate:
-        out["half_ceiling"] = await ingest_phase(ctx, f"{tag} half ceiling", half, seconds)
+    out["steps"] = await highest_kept_up(ctx, args, ceiling, tag, out["sustained"])
     out["at_5k"] = await ingest_phase(ctx, f"{tag} 5,000/s", 5000, seconds)
     out["at_2k"] = await ingest_phase(ctx, f"{tag} 2,000/s WS", 2000, seconds, via_ws=True)
     if args.backlog:
@@ -644,12 +644,33 @@ async def ingest_suite(ctx: dict, args, ceiling: float, tag: str) -> dict:
     return out
 
 
+def kept_up(phase: dict) -> bool:
+    """The pipeline kept pace with what the publishers achieved: (nearly) all of it committed
+    in the steady window, the backlog gone within seconds, every position verified."""
+    offered = phase["publish_rate_msgs"] * phase["positions_per_message"]
+    return phase["verified"] and phase["committed_per_s"] >= 0.97 * offered and phase["drain_s"] < 3
+
+
+async def highest_kept_up(ctx: dict, args, ceiling: float, tag: str, first: dict) -> list[dict]:
+    """Offered rates up from `--rate`, x1.25 a step, up to half the ceiling; stops at the
+    first the pipeline does not keep up with. A rate far past capacity measures less than
+    capacity (the publishers and the broker take the cores), so the ratio is taken at the
+    highest rate kept up with, not at one overloaded rate."""
+    steps: list[dict] = []
+    half = math.ceil(ceiling / 2)
+    rate = args.rate
+    phase = first
+    while kept_up(phase) and rate < half:
+        rate = min(math.ceil(rate * 1.25), half)
+        phase = await ingest_phase(ctx, f"{tag} step {rate:,}/s", rate, args.seconds)
+        steps.append(phase)
+    return steps
+
+
 def print_suite(title: str, suite: dict, ceiling: float, rate: int) -> None:
     sustained = suite["sustained"]
-    best = max(
-        (p["committed_per_s"] for p in (sustained, suite.get("half_ceiling")) if p),
-        default=0.0,
-    )
+    phases = [sustained, *suite["steps"]]
+    best = max((p["committed_per_s"] for p in phases if kept_up(p)), default=0.0)
     ratio = best / ceiling if ceiling else 0.0
     ok_sustained = sustained["committed_per_s"] >= 0.98 * 10_000 and sustained["verified"]
     print(f"--- {title}")
@@ -660,16 +681,16 @@ def print_suite(title: str, suite: dict, ceiling: float, rate: int) -> None:
         f"{sustained['p99_ms']:.0f} ms; drained {sustained['drain_s']:.1f} s after; "
         f"verified {sustained['verified']})   goal >= 10,000/s: {goal(ok_sustained)}"
     )
-    half = suite.get("half_ceiling")
-    if half:
+    for step in suite["steps"]:
         print(
-            f"at half the ceiling    {half['committed_per_s']:>9,.0f} positions/s at "
-            f"{half['offered_msgs_per_s']:,.0f}/s offered (p99 {half['p99_ms']:.0f} ms; "
-            f"verified {half['verified']})"
+            f"step up                {step['committed_per_s']:>9,.0f} positions/s at "
+            f"{step['offered_msgs_per_s']:,.0f}/s offered (p99 {step['p99_ms']:.0f} ms; drained "
+            f"{step['drain_s']:.1f} s after; verified {step['verified']}; kept up "
+            f"{kept_up(step)})"
         )
     print(
-        f"ratio to the ceiling   {ratio:>9.2f}   (best sustained {best:,.0f}/s / ceiling "
-        f"{ceiling:,.0f}/s)   goal >= 0.5: {goal(ratio >= 0.5)}"
+        f"ratio to the ceiling   {ratio:>9.2f}   (highest rate kept up with {best:,.0f}/s / "
+        f"ceiling {ceiling:,.0f}/s)   goal >= 0.5: {goal(ratio >= 0.5)}"
     )
     # Everything shares the cores, so the CPU each position costs bounds the rate.
     cpu = sustained["cpu_us"]
