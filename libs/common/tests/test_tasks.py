@@ -2,6 +2,7 @@
 does not hang the shutdown."""
 
 import asyncio
+import contextlib
 import time
 
 from fleet_common.tasks import stop_tasks
@@ -34,10 +35,8 @@ async def test_a_task_that_never_stops_is_given_up_on_in_time():
 
     async def stubborn() -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                pass
 
     task = asyncio.create_task(stubborn(), name="stubborn")
     await asyncio.sleep(0)

@@ -5,7 +5,8 @@ a temporary folder and removed at the end. A test that needs to stop and start a
 (readiness, outage tests) asks for its own with `make_stack`.
 
 A hung session: `kill -USR1 <pytest pid>` writes every asyncio task's stack (and every
-thread's) to stderr, where a stack dump of the threads alone shows only an idle event loop.
+thread's) to `$TMPDIR/pytest-<pid>-tasks.txt`, where a stack dump of the threads alone shows
+only an idle event loop. (A file: pytest captures file descriptor 2 while tests run.)
 """
 
 import asyncio
@@ -33,15 +34,15 @@ from fleet_devstack.stack import REPO_ROOT, Stack, migrate, service_command, wai
 
 
 def _dump_tasks(_signum, _frame) -> None:
-    out = sys.__stderr__
-    faulthandler.dump_traceback(out)
-    loop = asyncio._get_running_loop()
-    tasks = asyncio.all_tasks(loop) if loop is not None else set()
-    print(f"--- {len(tasks)} asyncio task(s) on the running loop", file=out)
-    for task in tasks:
-        print(f"--- {task!r}", file=out)
-        task.print_stack(file=out)
-    out.flush()
+    path = Path(tempfile.gettempdir()) / f"pytest-{os.getpid()}-tasks.txt"
+    with path.open("w") as out:
+        faulthandler.dump_traceback(out)
+        loop = asyncio._get_running_loop()
+        tasks = asyncio.all_tasks(loop) if loop is not None else set()
+        print(f"--- {len(tasks)} asyncio task(s) on the running loop", file=out)
+        for task in tasks:
+            print(f"--- {task!r}", file=out)
+            task.print_stack(file=out)
 
 
 def pytest_configure(config) -> None:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from fleet_common.app import create_service_app
-from fleet_common.logging import get_logger
+from fleet_common.tasks import stop_tasks
 from fleet_notification.alerts.router import router as alerts_router
 from fleet_notification.config import Settings
 from fleet_notification.consumer import EventConsumer
@@ -21,8 +21,6 @@ from fleet_notification.delivery.webhook import WebhookChannel
 from fleet_notification.delivery.worker import DeliveryWorker
 from fleet_notification.push_tokens.router import router as push_tokens_router
 from fleet_notification.rules.router import router as rules_router
-
-log = get_logger(__name__)
 
 
 @asynccontextmanager
@@ -55,11 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The consumer ends after its current read; the worker stops on cancellation.
         tasks[0].cancel()
         await asyncio.wait(tasks, timeout=settings.stream_block_ms / 1000 + 5)
-        for task in tasks:
-            if not task.done():
-                log.warning("cancelling a task that did not stop in time", task=task.get_name())
-                task.cancel()
-        await asyncio.wait(tasks, timeout=5)
+        await stop_tasks(tasks)
         await webhook_http.aclose()
         await push.close()
 
