@@ -247,6 +247,9 @@ async def test_offline_after_silence_and_back_online(env, detector):
     await detector.positions_committed([car.at(speed_kph=0, dt_s=3600)])
     [online] = await events_of(redis, car, "device_online")
     assert online["details"]["source"] == "position"
+    # The sweep and the ingest path share one cached state for the device (else each would
+    # find the other's write stale and read the state again).
+    assert [key for key in detector._states if str(key) == str(car.device_id)] == [car.device_id]
 
 
 async def test_status_topic_online_offline(env, detector):

@@ -245,10 +245,12 @@ class EventDetector:
         """Mark devices whose newest position is older than `offline_after_s` offline."""
         now = time.time() if now is None else now
         cutoff = now - self.config.offline_after_s
-        silent: dict[str, tuple[str, float]] = {}
+        # Keyed by UUID, as the ingest path keys its work: one cached state per device.
+        silent: dict[UUID, tuple[str, float]] = {}
         async for key in self.redis.scan_iter(match=latest_key("*"), count=500):
-            for device, raw in (await self.redis.hgetall(key)).items():
+            for field, raw in (await self.redis.hgetall(key)).items():
                 try:
+                    device = UUID(field.decode())
                     latest = json.loads(raw)
                     recorded_at = datetime.fromisoformat(
                         latest["recorded_at"].replace("Z", "+00:00")
@@ -256,7 +258,7 @@ class EventDetector:
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue
                 if recorded_at < cutoff:
-                    silent[device.decode()] = (latest.get("vehicle_id"), recorded_at)
+                    silent[device] = (latest.get("vehicle_id"), recorded_at)
         if not silent:
             return 0
         # Only devices still online need the versioned write; read their state in one trip.
@@ -264,7 +266,7 @@ class EventDetector:
             for device in silent:
                 pipe.hget(state_key(device), "s")
             raw_states = await pipe.execute()
-        work: dict[str, Callable[[State], list[Event]]] = {}
+        work: dict[UUID, Callable[[State], list[Event]]] = {}
         for (device, (vehicle_id, recorded_at)), raw in zip(
             silent.items(), raw_states, strict=True
         ):
