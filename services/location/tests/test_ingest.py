@@ -329,12 +329,49 @@ async def test_storage_error_isolated_to_the_bad_row(app, device, db):
     batch = [position(i, {"ok": i}) for i in range(7)] + [position(7, {"bad": "\x00"})]
     result = await writer.write(batch, [])
     assert len(result.new_positions) == 7
+    assert sorted(p.recorded_at for p in result.stored) == [p.recorded_at for p in batch[:7]]
     assert [r.reason for r in result.failed] == [Reason.STORAGE_ERROR]
     kept = await db.fetchval(
         "SELECT count(*) FROM telemetry_rejections WHERE reason = 'storage_error' AND org_id = $1",
         uuid.UUID(device.org_id),
     )
     assert kept == 1
+
+
+async def test_a_position_committed_by_a_process_that_died_still_reaches_redis_and_observers(
+    app, org_a, make_device, connect_device, observer, redis, wait_for, stored_count
+):
+    """The process that committed it died before its Redis update, event detection and
+    PUBACK. The broker redelivers the message; the row is there already, and the position
+    still becomes the latest and reaches the observers (detection), stored once."""
+    device = make_device(org_a)
+    publisher = connect_device(device)
+    recorded_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    committed = Position(
+        uuid.UUID(device.device_id),
+        uuid.UUID(device.vehicle_id),
+        uuid.UUID(device.org_id),
+        recorded_at,
+        21.0,
+        105.8,
+    )
+    await app.state.ingest.writer.write([committed], [])
+    assert await stored_count(device.device_id) == 1
+    assert await redis.hget(latest_key(device.org_id), device.device_id) is None
+    duplicates_before = REGISTRY.get_sample_value("telemetry_duplicates_total") or 0
+
+    publisher.publish(
+        f"fleet/{device.uid}/telemetry", {"ts": iso(recorded_at), "lat": 21.0, "lon": 105.8}
+    )
+    await wait_for(lambda: _latest_lat(redis, device, 21.0))
+
+    def seen() -> list[datetime]:
+        return [p.recorded_at for p in observer.positions if str(p.device_id) == device.device_id]
+
+    await wait_for(lambda: _async(seen()))
+    assert seen() == [recorded_at]
+    assert await stored_count(device.device_id) == 1
+    assert REGISTRY.get_sample_value("telemetry_duplicates_total") == duplicates_before + 1
 
 
 async def _at_least(awaitable, n: int):

@@ -457,11 +457,14 @@ class IngestPipeline:
             self._post_busy = False
 
     async def _after_commit(self, batch: Batch, result: WriteResult) -> None:
-        new = result.new_positions
-        if new:
+        # Stored, not only new: a redelivered message's positions may never have reached
+        # Redis and the observers (see writer.py); both take a position they have seen as
+        # a no-op.
+        stored = result.stored
+        if stored:
             # Time order, for Redis and for the observers: each device's positions in order
             # (one C-compared key to sort on).
-            ordered = sorted(new, key=_RECORDED_AT)
+            ordered = sorted(stored, key=_RECORDED_AT)
             await self._update_redis(ordered)
             for observer in list(self.observers):
                 try:

@@ -1,7 +1,10 @@
 """The batch writer: COPY into a per-connection staging table, then one INSERT ... SELECT.
 
-`ON CONFLICT DO NOTHING` on `(device_id, recorded_at)` makes a redelivered message a no-op,
-and `RETURNING` tells which positions are new (only those go to Redis and the observers).
+`ON CONFLICT DO NOTHING` on `(device_id, recorded_at)` makes a redelivered message a no-op
+in the table, and `RETURNING` tells which positions are new (for the counts). Redis and the
+observers get every stored position, new or not: a message is redelivered when the process
+that committed it died before acknowledging it, possibly before its Redis update and event
+detection, which are idempotent and so can simply run again.
 Rejections of the same batch are written in the same transaction, so an acknowledged
 message is always either stored or kept in the dead-letter store.
 """
@@ -115,6 +118,7 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 @dataclass(slots=True)
 class WriteResult:
+    stored: list[Position]  # in the table now: new, or stored before (a redelivery)
     new_positions: list[Position]
     duplicates: int
     failed: list[RejectionRecord]  # positions that could not be stored (now dead-lettered)
@@ -180,7 +184,7 @@ class TelemetryWriter:
                     records=[r.row() for r in rejections],
                     columns=REJECTION_COLUMNS,
                 )
-        return WriteResult(new, len(positions) - len(new), [])
+        return WriteResult(positions, new, len(positions) - len(new), [])
 
     async def _write_isolating(
         self,
@@ -189,12 +193,13 @@ class TelemetryWriter:
         rejections: list[RejectionRecord],
     ) -> WriteResult:
         """Halve the batch until the rows the database refuses are alone; dead-letter them."""
-        result = WriteResult([], 0, [])
+        result = WriteResult([], [], 0, [])
         pending = [positions]
         while pending:
             chunk = pending.pop()
             try:
                 part = await self._write(conn, chunk, [])
+                result.stored.extend(part.stored)
                 result.new_positions.extend(part.new_positions)
                 result.duplicates += part.duplicates
             except asyncpg.PostgresError as exc:

@@ -28,7 +28,8 @@ class PositionObserver(Protocol):
     """Told about positions once they are committed, and about device status changes.
 
     Event detection (geofences, overspeed, idle, battery, online/offline) implements this;
-    the ingest pipeline calls it after each committed batch, in time order per device.
+    the ingest pipeline calls it after each committed batch, in time order per device. A
+    position can come again (a message redelivered after a crash): judge each once.
     """
 
     async def positions_committed(self, positions: list[Position]) -> None: ...
