@@ -1,12 +1,18 @@
 """Brute force: failed logins are counted per account and per address; 429 with Retry-After."""
 
+import ipaddress
+import itertools
 import uuid
 
 from .conftest import PASSWORD, is_problem
 
+# Each call a new address: failures counted against one test's address must not count
+# against another's (random picks from 250 collided now and then).
+_ADDRESSES = (str(ipaddress.ip_address("203.0.113.0") + n) for n in itertools.count(1))
+
 
 def address() -> str:
-    return f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    return next(_ADDRESSES)
 
 
 async def login(client, email, password, ip):
