@@ -328,7 +328,7 @@ async def test_storage_error_isolated_to_the_bad_row(app, device, db):
 
     batch = [position(i, {"ok": i}) for i in range(7)] + [position(7, {"bad": "\x00"})]
     result = await writer.write(batch, [])
-    assert len(result.new_positions) == 7
+    assert result.new == 7
     assert sorted(p.recorded_at for p in result.stored) == [p.recorded_at for p in batch[:7]]
     assert [r.reason for r in result.failed] == [Reason.STORAGE_ERROR]
     kept = await db.fetchval(

@@ -429,7 +429,7 @@ class IngestPipeline:
             self.last_commit_error = None
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(len(batch.positions))
-            metrics.STORED.inc(len(result.new_positions))
+            metrics.STORED.inc(result.new)
             metrics.DUPLICATES.inc(result.duplicates)
             for _record in result.failed:
                 _REJECTED[Reason.STORAGE_ERROR].inc()

@@ -1,7 +1,7 @@
 """The batch writer: COPY into a per-connection staging table, then one INSERT ... SELECT.
 
 `ON CONFLICT DO NOTHING` on `(device_id, recorded_at)` makes a redelivered message a no-op
-in the table, and `RETURNING` tells which positions are new (for the counts). Redis and the
+in the table; the command's row count says how many positions were new. Redis and the
 observers get every stored position, new or not: a message is redelivered when the process
 that committed it died before acknowledging it, possibly before its Redis update and event
 detection, which are idempotent and so can simply run again.
@@ -10,7 +10,7 @@ message is always either stored or kept in the dead-letter store.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from uuid import UUID
 
 import asyncpg
@@ -58,7 +58,6 @@ SELECT device_id, recorded_at, org_id, vehicle_id,
     altitude_m, accuracy_m, battery_pct, ignition, odometer_km, attrs
 FROM telemetry_staging
 ON CONFLICT DO NOTHING
-RETURNING device_id, recorded_at
 """
 REJECTION_COLUMNS = ("source", "reason", "device_uid", "org_id", "detail", "payload")
 
@@ -119,9 +118,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 @dataclass(slots=True)
 class WriteResult:
     stored: list[Position]  # in the table now: new, or stored before (a redelivery)
-    new_positions: list[Position]
-    duplicates: int
+    new: int  # how many of them the table did not hold yet
     failed: list[RejectionRecord]  # positions that could not be stored (now dead-lettered)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.stored) - self.new
 
 
 class TelemetryWriter:
@@ -155,7 +157,7 @@ class TelemetryWriter:
         positions: list[Position],
         rejections: list[RejectionRecord],
     ) -> WriteResult:
-        new: list[Position] = []
+        new = 0
         async with conn.transaction():
             if positions:
                 await conn.copy_records_to_table(
@@ -163,28 +165,15 @@ class TelemetryWriter:
                     records=[_row(p) for p in positions],
                     columns=STAGING_COLUMNS,
                 )
-                inserted = await conn.fetch(INSERT_FROM_STAGING)
-                if len(inserted) == len(positions):
-                    new = positions
-                else:
-                    keys = {(r[0], r[1]) for r in inserted}
-                    new = [p for p in positions if (p.device_id, p.recorded_at) in keys]
-                    if len(new) > len(keys):  # the same (device, ts) twice in one batch
-                        seen: set[tuple[UUID, datetime]] = set()
-                        unique = []
-                        for p in new:
-                            key = (p.device_id, p.recorded_at)
-                            if key not in seen:
-                                seen.add(key)
-                                unique.append(p)
-                        new = unique
+                status = await conn.execute(INSERT_FROM_STAGING)  # "INSERT 0 <new rows>"
+                new = int(status.rsplit(" ", 1)[1])
             if rejections:
                 await conn.copy_records_to_table(
                     "telemetry_rejections",
                     records=[r.row() for r in rejections],
                     columns=REJECTION_COLUMNS,
                 )
-        return WriteResult(positions, new, len(positions) - len(new), [])
+        return WriteResult(positions, new, [])
 
     async def _write_isolating(
         self,
@@ -193,15 +182,14 @@ class TelemetryWriter:
         rejections: list[RejectionRecord],
     ) -> WriteResult:
         """Halve the batch until the rows the database refuses are alone; dead-letter them."""
-        result = WriteResult([], [], 0, [])
+        result = WriteResult([], 0, [])
         pending = [positions]
         while pending:
             chunk = pending.pop()
             try:
                 part = await self._write(conn, chunk, [])
                 result.stored.extend(part.stored)
-                result.new_positions.extend(part.new_positions)
-                result.duplicates += part.duplicates
+                result.new += part.new
             except asyncpg.PostgresError as exc:
                 if not _is_poison(exc):
                     raise
