@@ -9,12 +9,14 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from fleet_devstack.servers import StackError, _pid_alive
 from fleet_devstack.stack import (
     DATABASES,
     REPO_ROOT,
-    SERVICE_PORTS,
     Stack,
+    local_service_ports,
     migrate,
     service_command,
     wait_until_live,
@@ -98,7 +100,8 @@ def run() -> int:
         for service in DATABASES:
             print(f"migrating {service}")
             migrate(service, env)
-        for service, port in SERVICE_PORTS.items():
+        ports = local_service_ports()
+        for service, port in ports.items():
             process = subprocess.Popen(
                 service_command(service, port),
                 cwd=REPO_ROOT,
@@ -111,17 +114,10 @@ def run() -> int:
             threading.Thread(
                 target=_pipe_with_prefix, args=(service, process.stdout), daemon=True
             ).start()
-        for service, port in SERVICE_PORTS.items():
+        for service, port in ports.items():
             # Ready, not just live: the URLs are printed once the stack can serve.
             wait_until_live(port, timeout_s=90, process=processes[service], probe="readiness")
-        print(
-            "\nFleet Tracker is up:\n"
-            f"  API and dashboard  http://127.0.0.1:{SERVICE_PORTS['gateway']}\n"
-            f"  API docs           http://127.0.0.1:{SERVICE_PORTS['gateway']}/docs\n"
-            f"  MQTT broker        127.0.0.1:{stack.mosquitto.port}\n"
-            "Ctrl-C (or `make stop`) stops everything.\n",
-            flush=True,
-        )
+        print(banner(ports["gateway"], stack.mosquitto.host, stack.mosquitto.port), flush=True)
         simulator = _start_simulator(env)
         if simulator is not None:
             extra.append(simulator)
@@ -148,6 +144,37 @@ def run() -> int:
         print("stopped")
 
 
+def banner(gateway_port: int, mqtt_host: str, mqtt_port: int) -> str:
+    """What the stack serves, each entry listed only if it answers right now."""
+    gateway = f"http://127.0.0.1:{gateway_port}"
+    pages = [
+        ("Dashboard", f"{gateway}/", "text/html"),
+        ("API docs", f"{gateway}/api/v1/docs", "text/html"),
+        ("OpenAPI", f"{gateway}/api/v1/openapi.json", "application/json"),
+    ]
+    lines = ["", "Fleet Tracker is up:"]
+    for label, url, content_type in pages:
+        if _answers(url, content_type):
+            lines.append(f"  {label:<12} {url}")
+    lines.append(f"  API          {gateway}/api/v1/...  (README: The API)")
+    lines.append(
+        f"  MQTT broker  {mqtt_host}:{mqtt_port}  (devices: per-device credentials from"
+        " POST /api/v1/devices; README: Connecting a device)"
+    )
+    lines += ["Ctrl-C (or `make stop`) stops everything.", ""]
+    return "\n".join(lines)
+
+
+def _answers(url: str, content_type: str) -> bool:
+    try:
+        response = httpx.get(url, timeout=5.0)
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    return response.headers.get("content-type", "").startswith(content_type)
+
+
 def _start_simulator(env: dict[str, str]) -> subprocess.Popen | None:
     """`SIMULATE=N make run`: N demo vehicles created through the API and driven over MQTT."""
     count = os.environ.get("SIMULATE", "").strip()
@@ -161,7 +188,7 @@ def _start_simulator(env: dict[str, str]) -> subprocess.Popen | None:
             "--vehicles",
             count,
             "--api",
-            f"http://127.0.0.1:{SERVICE_PORTS['gateway']}",
+            f"http://127.0.0.1:{local_service_ports()['gateway']}",
         ],
         cwd=REPO_ROOT,
         env={**os.environ, **env},

@@ -1,6 +1,7 @@
 """Start and stop the project's own PostgreSQL, Redis and Mosquitto instances."""
 
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -9,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,36 @@ def _as_user(user: str) -> list[str]:
     return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
 
 
+def reachable_by(path: Path, user: str) -> bool:
+    """Whether `user` can enter `path` (every folder above it must let them through)."""
+    if os.geteuid() != 0:
+        return True  # the servers run as the caller, who reached the path already
+    probe = path if path.exists() else path.parent
+    result = subprocess.run(
+        [*_as_user(user), "test", "-x", str(probe)], cwd="/", capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+# Where root keeps a server's data when the checkout is in a folder the server's own user
+# cannot enter (a 0700 home such as /root, a `mktemp -d`): a folder per checkout, owned by
+# root and open for traversal only; each server's folder inside it belongs to its user, 0700.
+PRIVATE_CHECKOUT_DATA = Path("/var/lib/fleet-devstack")
+
+
+def server_dir(state_dir: Path, name: str, user: str) -> Path:
+    """`state_dir/name`, or where `user` can reach it when it cannot reach `state_dir`."""
+    wanted = state_dir / name
+    if reachable_by(state_dir, user):
+        return wanted
+    checkout = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    home = PRIVATE_CHECKOUT_DATA / f"{state_dir.resolve().parent.name}-{checkout}"
+    home.mkdir(parents=True, exist_ok=True)
+    for folder in (PRIVATE_CHECKOUT_DATA, home):
+        folder.chmod(0o711)
+    return home / name
+
+
 def _chown(path: Path, user: str) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam(user)
@@ -53,6 +85,8 @@ def _chown(path: Path, user: str) -> None:
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    # From "/": a server run as its own user may not be allowed into the caller's folder.
+    kwargs.setdefault("cwd", "/")
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
         raise StackError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
@@ -100,10 +134,14 @@ class Postgres:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
+        self.data_dir.chmod(0o700)
+        # The password file lives in a private temporary folder of the server's user: never
+        # beside the data, where the caller's folder may not let that user in.
+        pwdir = Path(tempfile.mkdtemp(prefix="fleet-initdb-"))
+        pwfile = pwdir / "password"
         pwfile.write_text(self.password)
         _chown(self.data_dir, "postgres")
-        _chown(pwfile, "postgres")
+        _chown(pwdir, "postgres")
         try:
             self._pg(
                 "initdb",
@@ -118,7 +156,7 @@ class Postgres:
                 "--locale=C.UTF-8",
             )
         finally:
-            pwfile.unlink()
+            shutil.rmtree(pwdir, ignore_errors=True)
         settings = [
             "listen_addresses = '127.0.0.1'",
             f"port = {self.port}",
@@ -304,6 +342,7 @@ class Mosquitto:
         if port_in_use(self.port):
             raise StackError(f"port {self.port} is taken by another program; set another port")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # device credentials (dynamic-security.json) are in it
         first_start = not self.dynsec_file.exists()
         if first_start:
             _run(

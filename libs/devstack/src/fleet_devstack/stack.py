@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from fleet_devstack.servers import Mosquitto, Postgres, Redis, Secrets, StackError
+from fleet_devstack.servers import Mosquitto, Postgres, Redis, Secrets, StackError, server_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SERVICE_PORTS = {
@@ -28,6 +28,17 @@ DATABASES = {
     "notification": "notification_db",
 }
 POSTGIS_SERVICES = {"location"}
+
+
+def local_service_ports(env: dict[str, str] | None = None) -> dict[str, int]:
+    """The contract's ports, each movable by `FLEET_DEV_<SERVICE>_PORT` (e.g. a second stack)."""
+    env = os.environ if env is None else env
+    return {
+        name: int(env.get(f"FLEET_DEV_{name.upper()}_PORT") or port)
+        for name, port in SERVICE_PORTS.items()
+    }
+
+
 SECRET_NAMES = ["postgres", "mqtt_admin", "mqtt_ingest", "internal_token"]
 
 
@@ -47,11 +58,14 @@ class Stack:
         return cls(
             state_dir=state_dir,
             postgres=Postgres(
-                state_dir / "postgres", pg_port, generated["postgres"], durable=durable
+                server_dir(state_dir, "postgres", "postgres"),
+                pg_port,
+                generated["postgres"],
+                durable=durable,
             ),
             redis=Redis(state_dir / "redis", redis_port, durable=durable),
             mosquitto=Mosquitto(
-                state_dir / "mosquitto",
+                server_dir(state_dir, "mosquitto", "mosquitto"),
                 mqtt_port,
                 generated["mqtt_admin"],
                 generated["mqtt_ingest"],
@@ -122,7 +136,7 @@ class Stack:
         defaults: the four databases of DATABASES and the contract's ports.
         """
         urls = service_urls or {
-            name: f"http://127.0.0.1:{port}" for name, port in SERVICE_PORTS.items()
+            name: f"http://127.0.0.1:{port}" for name, port in local_service_ports().items()
         }
         env = {
             "ENVIRONMENT": "development",
