@@ -10,14 +10,18 @@ have() { command -v "$1" >/dev/null 2>&1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 have psql || missing+=(postgresql-client)
 have redis-server || missing+=(redis-server)
-have mosquitto || missing+=(mosquitto)
+# Debian puts the broker in /usr/sbin, which is not on an ordinary user's PATH.
+have mosquitto || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 have mosquitto_ctrl || missing+=(mosquitto-clients)
 have runuser || missing+=(util-linux)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
+# uv for every user of the machine (/usr/local/bin), so that `sudo make bootstrap` once is
+# enough for an ordinary user too; a user's own uv on PATH or in ~/.local/bin also does.
 need_uv=0
 have uv || [ -x "$HOME/.local/bin/uv" ] || need_uv=1
+[ "$(id -u)" -eq 0 ] && [ ! -x /usr/local/bin/uv ] && need_uv=1
 
 if [ ${#missing[@]} -eq 0 ] && [ $need_uv -eq 0 ]; then
   exit 0
@@ -55,6 +59,7 @@ fi
 
 if [ $need_uv -eq 1 ]; then
   have pip3 || have pip || apt-get install -y -qq --no-install-recommends python3-pip python3-venv
-  python3 -m pip install --quiet uv 2>/dev/null \
+  python3 -c 'import uv' 2>/dev/null || python3 -m pip install --quiet uv 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages uv
+  install -m 0755 "$(python3 -c 'import uv; print(uv.find_uv_bin())')" /usr/local/bin/uv
 fi

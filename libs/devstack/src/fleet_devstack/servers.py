@@ -46,6 +46,11 @@ def _as_user(user: str) -> list[str]:
     return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
 
 
+def _system_tool(name: str) -> str:
+    """A server binary by name; Debian keeps some in /usr/sbin, off an ordinary user's PATH."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin") or name
+
+
 def reachable_by(path: Path, user: str) -> bool:
     """Whether `user` can enter `path` (every folder above it must let them through)."""
     if os.geteuid() != 0:
@@ -357,7 +362,7 @@ class Mosquitto:
             )
         conf = self._write_config()
         _chown(self.data_dir, "mosquitto")
-        _run(["mosquitto", "-c", str(conf), "-d"])
+        _run([_system_tool("mosquitto"), "-c", str(conf), "-d"])
         wait_for_port(self.port)
         if first_start:
             self._create_ingest_client()
