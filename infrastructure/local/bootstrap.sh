@@ -13,7 +13,8 @@ have redis-server || missing+=(redis-server)
 # Debian puts the broker in /usr/sbin, which is not on an ordinary user's PATH.
 have mosquitto || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 have mosquitto_ctrl || missing+=(mosquitto-clients)
-have runuser || missing+=(util-linux)
+# runuser starts the servers as their own users, which only root needs (and finds: /usr/sbin).
+[ "$(id -u)" -ne 0 ] || have runuser || missing+=(util-linux)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
