@@ -85,8 +85,15 @@ def _newcomer() -> pwd.struct_passwd:
 def _as(user: pwd.struct_passwd | None, command: list[str], env: dict[str, str]) -> list[str]:
     if user is None:
         return command
-    # As a login shell would give it: no root PATH, no root HOME.
+    # As a login shell would give it: the machine's settings (a CA bundle, a proxy), none of
+    # root's own (its PATH, HOME, pyenv, this test's virtual environment).
+    machine = {
+        k: v
+        for k, v in os.environ.items()
+        if "/root" not in v and k not in {"VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS", "MFLAGS"}
+    }
     clean = {
+        **machine,
         "HOME": user.pw_dir,
         "USER": user.pw_name,
         "LOGNAME": user.pw_name,
@@ -94,7 +101,7 @@ def _as(user: pwd.struct_passwd | None, command: list[str], env: dict[str, str])
         "LANG": "C.UTF-8",
     }
     settings = [f"{k}={v}" for k, v in {**clean, **env}.items()]
-    return ["runuser", "-u", user.pw_name, "--", "env", "-i", *settings, *command]
+    return [shutil.which("runuser"), "-u", user.pw_name, "--", "env", "-i", *settings, *command]
 
 
 def _processes_under(folder: Path) -> list[str]:
@@ -141,7 +148,10 @@ def test_newcomer_runs_the_stack_from_a_private_folder(who):
     # the run so that it is removed afterwards.
     state = checkout / ".state"
     data_home = state if user else server_dir(state, "postgres", "postgres").parent
-    run_env = env if user else {**os.environ, **env}
+    # A newcomer's shell, not this test's virtual environment.
+    run_env = (
+        env if user else {k: v for k, v in {**os.environ, **env}.items() if k != "VIRTUAL_ENV"}
+    )
     process = subprocess.Popen(
         _as(user, ["make", "run"], env),
         cwd=checkout,
