@@ -80,3 +80,24 @@ def test_a_trip_across_midnight_and_a_stop_across_two_buckets():
     assert _figures(rules.summary(joined)) == _figures(raw.summary)
     # Each day alone sees half a trip: the join is not a sum of the days' figures.
     assert rules.summary(rules.of(days[0])).trips + rules.summary(rules.of(days[1])).trips == 2
+
+
+def test_a_stop_of_exactly_the_minimum_cut_in_two():
+    rules = Rules(**RULES)
+    fixes, t = [], T0
+    for speed, seconds in [
+        (40.0, 0),
+        (40.0, 30),
+        (0.0, 30),
+        (0.0, 90),
+        (0.0, 60),
+        (40.0, 30),
+        (40.0, 30),
+    ]:
+        t += timedelta(seconds=seconds)
+        fixes.append(Fix(t, 10.0 + len(fixes) * 0.003 * (speed > 0), 106.0, speed, True))
+    raw = analyse(fixes, **RULES)
+    assert [s.duration_s for s in raw.stops] == [180.0]
+    for cut in range(1, len(fixes)):
+        joined = rules.join(rules.of(fixes[:cut]), rules.of(fixes[cut:]))
+        assert _figures(rules.summary(joined)) == _figures(raw.summary), cut
