@@ -4,13 +4,13 @@
 SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
 
-.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-ingest bench-detection
+.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-ingest bench-detection bench-reports
 
 help:
 	@echo "make run     start the whole stack locally (Ctrl-C or 'make stop' stops it)"
 	@echo "make test    run every test against real PostgreSQL, Redis and Mosquitto"
 	@echo "make lint    ruff check and format check"
-	@echo "make bench-gateway / bench-ingest / bench-detection   benchmarks (see README)"
+	@echo "make bench-gateway / bench-ingest / bench-detection / bench-reports   benchmarks (see README)"
 
 bootstrap:
 	@infrastructure/local/bootstrap.sh
@@ -43,3 +43,6 @@ bench-ingest: sync
 
 bench-detection: sync
 	@$(UV) run --no-sync python services/location/bench/detection.py
+
+bench-reports: sync
+	@$(UV) run --no-sync python services/location/bench/reports.py

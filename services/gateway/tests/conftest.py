@@ -45,6 +45,22 @@ class Upstream:
             self.seen.append({"path": path, "headers": headers, "body_size": body_size})
         if path.endswith("/slow"):
             await asyncio.sleep(3)
+        if path.endswith("/trickle"):
+            # An export that takes longer than the gateway's upstream timeout, bytes all along.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/csv")],
+                }
+            )
+            for row in range(8):
+                await send(
+                    {"type": "http.response.body", "body": b"row,%d\r\n" % row, "more_body": True}
+                )
+                await asyncio.sleep(0.4)
+            await send({"type": "http.response.body", "body": b""})
+            return
         if path.endswith("/big"):
             await send(
                 {

@@ -179,6 +179,14 @@ async def test_slow_upstream_is_504_naming_it(client, org):
     assert response.json()["service"] == "vehicle"
 
 
+async def test_an_export_streams_past_the_upstream_timeout_while_bytes_flow(client, org):
+    # 8 rows over 3.2 s through a gateway whose upstream timeout is 1 s: the timeout is
+    # between reads, so a long export is never cut off while it sends.
+    response = await client.get("/api/v1/vehicles/export/trickle", headers=org.headers("viewer"))
+    assert response.status_code == 200
+    assert response.text == "".join(f"row,{row}\r\n" for row in range(8))
+
+
 async def test_unknown_paths_are_404(client, org):
     assert is_problem(await client.get("/api/v1/nothing-here", headers=org.headers()), 404)
     assert is_problem(await client.get("/internal/devices", headers=org.headers()), 404)

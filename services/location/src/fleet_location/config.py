@@ -66,6 +66,11 @@ class Settings(CommonSettings):
     stop_speed_kph: float = 3.0
     min_stop_duration_s: float = 180.0
     max_history_days: int = 31
+    # Reports from rollups: the longest range, how often stale buckets are redone, and how
+    # long rollups are kept (longer than raw telemetry, so a year's summary survives it).
+    max_report_days: int = 366
+    rollup_interval_s: float = 30.0
+    rollup_retention_days: int = 1830
 
     # Event detection (fleet_location.events).
     events_stream_maxlen: int = Field(100_000, ge=1_000)

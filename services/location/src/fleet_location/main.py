@@ -25,6 +25,8 @@ from fleet_location.ingest.router import router as ingest_router
 from fleet_location.ingest.writer import TelemetryWriter, init_connection, trim_dead_letters
 from fleet_location.positions.model import PositionObserver
 from fleet_location.positions.router import router as positions_router
+from fleet_location.trips import rollups
+from fleet_location.trips.router import rollup_rules
 from fleet_location.trips.router import router as trips_router
 
 log = get_logger(__name__)
@@ -124,6 +126,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(directory.listen(), name="device-invalidation"),
             asyncio.create_task(_warm_up(directory), name="device-warm-up"),
             asyncio.create_task(_maintain_storage(write_pool, settings), name="storage"),
+            asyncio.create_task(
+                rollups.maintain(
+                    write_pool,
+                    rollup_rules(settings),
+                    interval_s=settings.rollup_interval_s,
+                    keep_days=settings.rollup_retention_days,
+                ),
+                name="rollups",
+            ),
         ]
         pipeline.start()
         if consumer is not None:

@@ -98,16 +98,25 @@ async def nearby(
     )
 
 
-def time_range(settings: Settings, start: datetime | None, end: datetime | None) -> tuple:
-    """Validate `from`/`to` (default: the last 24 hours) against the longest allowed span."""
+def time_range(
+    settings: Settings,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    max_days: int | None = None,
+) -> tuple:
+    """Validate `from`/`to` (default: the last 24 hours) against the longest allowed span:
+    `max_history_days` where raw rows are returned, longer (`max_days`) where they are not."""
+    max_days = max_days or settings.max_history_days
     end = utc(end) if end else datetime.now(UTC)
     start = utc(start) if start else end - timedelta(days=1)
     if start >= end:
         raise UnprocessableError("`from` must be before `to`", field="from")
-    if end - start > timedelta(days=settings.max_history_days):
-        raise UnprocessableError(
-            f"the range may span at most {settings.max_history_days} days", field="to"
-        )
+    if end - start > timedelta(days=max_days):
+        detail = f"the range may span at most {max_days} days"
+        if max_days == settings.max_history_days:
+            detail += " where raw positions are returned (the summary report takes longer ones)"
+        raise UnprocessableError(detail, field="to")
     return start, end
 
 

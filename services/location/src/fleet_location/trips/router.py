@@ -14,6 +14,8 @@ from fleet_common.auth import CurrentUser
 from fleet_location.config import Settings
 from fleet_location.positions.router import From, To, require_vehicle, time_range
 from fleet_location.trips.detection import Analysis, Fix, analyse
+from fleet_location.trips.rollup import Rules
+from fleet_location.trips.rollups import range_rollups
 
 router = APIRouter(tags=["trips"])
 
@@ -22,13 +24,6 @@ SELECT recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignit
 FROM telemetry
 WHERE org_id = $1 AND vehicle_id = $2 AND recorded_at >= $3 AND recorded_at < $4
 ORDER BY recorded_at
-"""
-ORG_FIXES_SQL = """
-SELECT vehicle_id, recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
-FROM telemetry
-WHERE org_id = $1 AND vehicle_id IS NOT NULL AND recorded_at >= $2 AND recorded_at < $3
-    AND ($4::uuid IS NULL OR vehicle_id = $4)
-ORDER BY vehicle_id, recorded_at
 """
 
 
@@ -81,6 +76,12 @@ class SummaryReport(BaseModel):
     start: datetime
     end: datetime
     items: list[VehicleSummary]
+
+
+def rollup_rules(settings: Settings) -> Rules:
+    return Rules(
+        stop_speed_kph=settings.stop_speed_kph, min_stop_duration_s=settings.min_stop_duration_s
+    )
 
 
 def _analyse(settings: Settings, fixes: list[Fix]) -> Analysis:
@@ -150,33 +151,24 @@ async def summary(
     format: Literal["json", "csv"] = "json",
     vehicle_id: Annotated[UUID | None, Query()] = None,
 ):
-    """Per vehicle: distance, driving time, idle time, max and average speed."""
+    """Per vehicle: distance, driving time, idle time, max and average speed.
+
+    From the hourly and daily rollups, raw rows only where the range has no closed, up-to-date
+    bucket (its open edges, the current hour, late data not yet rolled up): up to a year.
+    """
     settings: Settings = request.app.state.settings
-    start, end = time_range(settings, start, end)
-    pool = request.app.state.read_pool
-    items: list[VehicleSummary] = []
-    current: UUID | None = None
-    fixes: list[Fix] = []
-
-    def close() -> None:
-        if current is not None:
-            figures = _analyse(settings, fixes).summary
-            items.append(
-                VehicleSummary(
-                    vehicle_id=current, **{f: getattr(figures, f) for f in SUMMARY_FIELDS[1:]}
-                )
+    start, end = time_range(settings, start, end, max_days=settings.max_report_days)
+    rules = rollup_rules(settings)
+    async with request.app.state.read_pool.acquire() as conn, conn.transaction(readonly=True):
+        rollups = await range_rollups(conn, rules, principal.org_id, start, end, vehicle_id)
+    items = []
+    for vehicle, rollup in sorted(rollups.items(), key=lambda item: str(item[0])):
+        figures = rules.summary(rollup)
+        items.append(
+            VehicleSummary(
+                vehicle_id=vehicle, **{f: getattr(figures, f) for f in SUMMARY_FIELDS[1:]}
             )
-
-    # One vehicle's positions in memory at a time, in the index's (vehicle, time) order.
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        async for row in conn.cursor(
-            ORG_FIXES_SQL, principal.org_id, start, end, vehicle_id, prefetch=5000
-        ):
-            if row[0] != current:
-                close()
-                current, fixes = row[0], []
-            fixes.append(Fix(row[1], row[2], row[3], row[4], row[5]))
-        close()
+        )
     if format == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")

@@ -1,0 +1,255 @@
+"""`make bench-reports`: the summary report from rollups at fleet scale, next to the raw path.
+
+Starts a throwaway stack and the auth, vehicle, location and gateway services (as
+`make bench-ingest` does), creates `--vehicles` vehicles through the API, and fills
+`telemetry` with one fix every 30 s per vehicle for the last `--days` days (generate_series:
+20 minutes driving, 10 parked, over and over). Then, in one run:
+
+1. the rollup job's backfill: every hour and day rolled up, in rows/s;
+2. through the gateway: the whole range's summary and one closed day's (median of 3), each
+   next to the raw computation (every row through `analyse`, in this process), which is run
+   only while it finishes within `--raw-bound-s`;
+3. one vehicle's trips over the range, and its history as CSV (raw rows: these read every
+   row, the figure is there to be honest about it);
+4. the rollups' cost on ingest: the service's own batch writer, 500 positions a batch, with
+   the stale-marking trigger and without it (disabled), alternating rounds.
+
+    make bench-reports   # or: uv run python services/location/bench/reports.py --help
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import PASSWORD, goal, start_services
+
+from fleet_devstack.servers import free_port, remove_tree
+from fleet_devstack.stack import Stack
+from fleet_location.ingest.writer import TelemetryWriter, init_connection
+from fleet_location.positions.model import Position
+from fleet_location.trips.detection import Fix, analyse
+from fleet_location.trips.rollup import Rules
+from fleet_location.trips.rollups import redo_stale
+
+RULES = Rules(stop_speed_kph=3.0, min_stop_duration_s=180.0)
+FILL_SQL = """
+INSERT INTO telemetry (device_id, recorded_at, org_id, vehicle_id, geog, speed_kph, ignition)
+SELECT v.device_id, t, $1, v.vehicle_id,
+       ST_SetSRID(ST_MakePoint(106.0 + v.n * 0.01 + (k % 60) * 0.0015, 10.0), 4326)::geography,
+       CASE WHEN k % 60 < 40 THEN 40.0 ELSE 0.0 END,
+       k % 60 < 40
+FROM unnest($2::uuid[], $3::uuid[]) WITH ORDINALITY AS v(vehicle_id, device_id, n),
+     generate_series($4::timestamptz, $5::timestamptz, interval '30 seconds')
+        WITH ORDINALITY AS g(t, k)
+"""
+RAW_SQL = """
+SELECT vehicle_id, recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
+FROM telemetry WHERE org_id = $1 AND vehicle_id IS NOT NULL
+    AND recorded_at >= $2 AND recorded_at < $3
+ORDER BY vehicle_id, recorded_at
+"""
+
+
+async def raw_summary(conn, org_id, start, end, bound_s: float) -> float | None:
+    """Seconds for the raw computation (every row through `analyse`), or None past bound_s."""
+    began = time.perf_counter()
+    current, fixes = None, []
+    async with conn.transaction(readonly=True):
+        async for row in conn.cursor(RAW_SQL, org_id, start, end, prefetch=10_000):
+            if row[0] != current:
+                analyse(fixes, stop_speed_kph=3.0, min_stop_duration_s=180.0)
+                current, fixes = row[0], []
+                if time.perf_counter() - began > bound_s:
+                    return None
+            fixes.append(Fix(row[1], row[2], row[3], row[4], row[5]))
+    analyse(fixes, stop_speed_kph=3.0, min_stop_duration_s=180.0)
+    return time.perf_counter() - began
+
+
+def timed_get(http: httpx.Client, path: str, params: dict, rounds: int = 3) -> tuple[float, int]:
+    took = []
+    size = 0
+    for _ in range(rounds):
+        began = time.perf_counter()
+        response = http.get(path, params=params)
+        response.raise_for_status()
+        took.append(time.perf_counter() - began)
+        size = len(response.content)
+    return statistics.median(took), size
+
+
+async def writer_rates(pool, org_id, vehicle_ids, rounds: int) -> dict[str, float]:
+    """Positions/s through the batch writer with and without the rollups' trigger."""
+    writer = TelemetryWriter(pool)
+    rates: dict[str, list[float]] = {"with rollups": [], "without": []}
+    t = datetime.now(UTC) - timedelta(minutes=30)
+    device_ids = [uuid.uuid4() for _ in vehicle_ids]
+    for round_no in range(rounds * 2):
+        label = "with rollups" if round_no % 2 == 0 else "without"
+        async with pool.acquire() as conn:
+            state = "ENABLE" if label == "with rollups" else "DISABLE"
+            await conn.execute(f"ALTER TABLE telemetry {state} TRIGGER telemetry_rollups_stale")
+        batches = []
+        for _ in range(40):
+            t += timedelta(milliseconds=10)
+            batches.append(
+                [
+                    Position(d, v, org_id, t, 10.0, 106.0, speed_kph=40.0, ignition=True)
+                    for d, v in zip(device_ids, vehicle_ids, strict=True)
+                ][:500]
+            )
+        began = time.perf_counter()
+        for batch in batches:
+            await writer.write(batch, [])
+        rates[label].append(sum(map(len, batches)) / (time.perf_counter() - began))
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE telemetry ENABLE TRIGGER telemetry_rollups_stale")
+    return {label: statistics.median(values) for label, values in rates.items()}
+
+
+def create_vehicles(api: str, count: int) -> tuple[str, dict, list[str]]:
+    with httpx.Client(base_url=api, timeout=60) as http:
+        registered = http.post(
+            "/api/v1/auth/register",
+            json={
+                "org_name": "Bench reports",
+                "email": f"bench-{uuid.uuid4().hex[:6]}@example.com",
+                "password": PASSWORD,
+                "full_name": "Bench",
+            },
+        ).raise_for_status()
+        body = registered.json()
+        headers = {"Authorization": f"Bearer {body['access_token']}"}
+        vehicle_ids = [
+            http.post(
+                "/api/v1/vehicles",
+                headers=headers,
+                json={"name": f"Van {i}", "plate": f"R-{i:05d}"},
+            )
+            .raise_for_status()
+            .json()["id"]
+            for i in range(count)
+        ]
+    return body["org"]["id"], headers, vehicle_ids
+
+
+async def main_async(args) -> None:
+    state = Path(tempfile.mkdtemp(prefix="fleet-bench-reports-"))
+    os.chmod(state, 0o755)  # noqa: S103 - postgres and mosquitto run as their own users
+    stack = Stack.create(
+        state, pg_port=free_port(), redis_port=free_port(), mqtt_port=free_port(), durable=False
+    )
+    processes = []
+    try:
+        stack.start()
+        os.environ["LOCATION_ROLLUP_INTERVAL_S"] = "86400"  # the bench runs the job itself
+        os.environ["LOCATION_MAX_AGE_DAYS"] = str(max(30, args.days + 1))
+        setup, processes = start_services(stack, state)
+        gateway = setup["urls"]["gateway"]
+        org, headers, vehicles = create_vehicles(gateway, args.vehicles)
+        org_id = uuid.UUID(org)
+        vehicle_ids = [uuid.UUID(v) for v in vehicles]
+        dsn = stack.postgres.url("location_db", driver="postgresql")
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=init_connection)
+        now = datetime.now(UTC).replace(microsecond=0)
+        start = (now - timedelta(days=args.days)).replace(minute=0, second=0)
+        async with pool.acquire() as conn:
+            # The location service made the partitions at start (LOCATION_MAX_AGE_DAYS back).
+            began = time.perf_counter()
+            await conn.execute(
+                FILL_SQL,
+                org_id,
+                vehicle_ids,
+                [uuid.uuid4() for _ in vehicle_ids],
+                start,
+                now - timedelta(minutes=5),
+            )
+            rows = await conn.fetchval("SELECT count(*) FROM telemetry WHERE org_id = $1", org_id)
+            fill_s = time.perf_counter() - began
+            print(f"filled {rows:,} rows in {fill_s:.0f} s", flush=True)
+            began = time.perf_counter()
+            while await redo_stale(conn, RULES, limit=5000):
+                pass
+            rollup_s = time.perf_counter() - began
+            print(f"rolled up in {rollup_s:.0f} s", flush=True)
+
+        day = (now - timedelta(days=1)).replace(hour=0, minute=0, second=0)
+        ranges = {
+            f"summary, {args.days} days": (start - timedelta(minutes=7), now),
+            "summary, one day": (day, day + timedelta(days=1)),
+        }
+        results = {}
+        with httpx.Client(base_url=gateway, headers=headers, timeout=600) as http:
+            for title, (a, b) in ranges.items():
+                params = {"from": a.isoformat(), "to": b.isoformat()}
+                took, _ = timed_get(http, "/api/v1/reports/summary", params)
+                async with pool.acquire() as conn:
+                    raw = await raw_summary(conn, org_id, a, b, args.raw_bound_s)
+                results[title] = (took, raw)
+            month_start = now - timedelta(days=min(args.days, 30))
+            month = {"from": month_start.isoformat(), "to": now.isoformat()}
+            trips_s, _ = timed_get(http, f"/api/v1/vehicles/{vehicles[0]}/trips", month, rounds=1)
+            csv_s, csv_bytes = timed_get(
+                http, f"/api/v1/vehicles/{vehicles[0]}/history", {**month, "format": "csv"}, 1
+            )
+        ingest = await writer_rates(pool, org_id, vehicle_ids, args.writer_rounds)
+        await pool.close()
+
+        load = os.getloadavg()
+        print(
+            f"\n=== reports benchmark: {args.vehicles} vehicles x {args.days} days at 30 s = "
+            f"{rows:,} rows ({os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f}) ==="
+        )
+        print(f"rollup backfill        {rows / rollup_s:>9,.0f} rows/s ({rollup_s:.1f} s)")
+        for title, (took, raw) in results.items():
+            raw_text = f"{raw:.2f} s" if raw is not None else f"> {args.raw_bound_s:.0f} s"
+            ratio = f", {raw / took:,.0f}x faster" if raw else ""
+            target = 2.0 if "one day" not in title else 0.2
+            print(
+                f"{title:<22} {took * 1000:>9,.0f} ms through the gateway (raw: {raw_text}"
+                f"{ratio})   goal < {target * 1000:.0f} ms: {goal(took < target)}"
+            )
+        print(
+            f"trips, 1 vehicle, 30 d {trips_s * 1000:>9,.0f} ms (raw rows)   "
+            f"goal < 500 ms: {goal(trips_s < 0.5)}"
+        )
+        print(f"history CSV, 30 d      {csv_s * 1000:>9,.0f} ms, {csv_bytes:,} bytes (raw rows)")
+        ratio = ingest["with rollups"] / ingest["without"]
+        print(
+            f"writer with rollups    {ingest['with rollups']:>9,.0f} positions/s, without "
+            f"{ingest['without']:,.0f}: ratio {ratio:.2f}   goal >= 0.9: {goal(ratio >= 0.9)}"
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(15)
+        stack.stop()
+        remove_tree(state)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vehicles", type=int, default=500)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--raw-bound-s", type=float, default=120.0)
+    parser.add_argument("--writer-rounds", type=int, default=5)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Rollups in the database: redoing stale buckets, and reading a range from them.
+
+`telemetry_rollups` holds a `Rollup` (rollup.py) per vehicle and closed hour, and per closed
+day (the join of its hours). A trigger on `telemetry` marks each hour that receives positions
+as stale (`telemetry_rollups_stale`), late ones included; `redo_stale` redoes closed stale
+hours from raw rows and then their days from their hours. A reader uses a bucket only when it
+lies wholly inside the range, is closed and is not stale; anything else — the open edges of
+the range, the current hour, an hour whose late data is not redone yet — is read raw. Either
+way the figures are what `analyse` gives on the raw rows.
+"""
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from fleet_common.logging import get_logger
+from fleet_location.trips.detection import Fix
+from fleet_location.trips.rollup import Rollup, Rules
+
+log = get_logger(__name__)
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+TAKE_STALE_SQL = """
+DELETE FROM telemetry_rollups_stale s
+USING (
+    SELECT org_id, vehicle_id, hour_start FROM telemetry_rollups_stale
+    WHERE hour_start + interval '1 hour' <= $1
+    ORDER BY hour_start
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) taken
+WHERE (s.org_id, s.vehicle_id, s.hour_start) = (taken.org_id, taken.vehicle_id, taken.hour_start)
+RETURNING s.org_id, s.vehicle_id, s.hour_start
+"""
+# Raw rows of (vehicle, from, to) stretches of one org, each vehicle's in time order.
+STRETCH_FIXES_SQL = """
+SELECT t.vehicle_id, t.recorded_at, ST_Y(t.geog::geometry), ST_X(t.geog::geometry),
+       t.speed_kph, t.ignition
+FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS s(vehicle_id, start, stop)
+JOIN telemetry t ON t.org_id = $1 AND t.vehicle_id = s.vehicle_id
+    AND t.recorded_at >= s.start AND t.recorded_at < s.stop
+ORDER BY t.vehicle_id, t.recorded_at
+"""
+EDGE_FIXES_SQL = """
+SELECT vehicle_id, recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
+FROM telemetry
+WHERE org_id = $1 AND vehicle_id IS NOT NULL AND recorded_at >= $2 AND recorded_at < $3
+    AND ($4::uuid IS NULL OR vehicle_id = $4)
+ORDER BY vehicle_id, recorded_at
+"""
+UPSERT_SQL = """
+INSERT INTO telemetry_rollups (org_id, vehicle_id, width_s, bucket_start, state)
+SELECT $1, v, $2, b, s FROM unnest($3::uuid[], $4::timestamptz[], $5::jsonb[]) AS x(v, b, s)
+ON CONFLICT (org_id, width_s, vehicle_id, bucket_start)
+DO UPDATE SET state = excluded.state, computed_at = now()
+"""
+DELETE_SQL = """
+DELETE FROM telemetry_rollups
+WHERE org_id = $1 AND width_s = $2
+    AND (vehicle_id, bucket_start) IN (SELECT * FROM unnest($3::uuid[], $4::timestamptz[]))
+"""
+DAY_HOURS_SQL = """
+SELECT vehicle_id, bucket_start, state FROM telemetry_rollups
+WHERE org_id = $1 AND width_s = 3600
+    AND (vehicle_id, date_trunc('day', bucket_start, 'UTC'))
+        IN (SELECT * FROM unnest($2::uuid[], $3::timestamptz[]))
+ORDER BY vehicle_id, bucket_start
+"""
+ROLLUPS_SQL = """
+SELECT vehicle_id, bucket_start, state FROM telemetry_rollups
+WHERE org_id = $1 AND width_s = $2 AND bucket_start >= $3 AND bucket_start < $4
+    AND ($5::uuid IS NULL OR vehicle_id = $5)
+"""
+STALE_SQL = """
+SELECT vehicle_id, hour_start FROM telemetry_rollups_stale
+WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3
+    AND ($4::uuid IS NULL OR vehicle_id = $4)
+"""
+MARK_STALE_SQL = """
+INSERT INTO telemetry_rollups_stale (org_id, vehicle_id, hour_start)
+SELECT $1, v, h FROM unnest($2::uuid[], $3::timestamptz[]) AS x(v, h)
+ORDER BY 2, 3
+ON CONFLICT DO NOTHING
+"""
+PRUNE_SQL = "DELETE FROM telemetry_rollups WHERE bucket_start < $1"
+
+
+def _floor(moment: datetime, width: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (moment - epoch) // width * width
+
+
+def _ceil(moment: datetime, width: timedelta) -> datetime:
+    floor = _floor(moment, width)
+    return floor if floor == moment else floor + width
+
+
+def _encode(rollup: Rollup) -> str:
+    return orjson.dumps(rollup.to_json()).decode()
+
+
+def _decode(state: str) -> Rollup:
+    return Rollup.from_json(orjson.loads(state))
+
+
+async def _group_fixes(rows) -> dict[UUID, list[Fix]]:
+    fixes: dict[UUID, list[Fix]] = defaultdict(list)
+    async for row in rows:
+        fixes[row[0]].append(Fix(row[1], row[2], row[3], row[4], row[5]))
+    return fixes
+
+
+async def redo_stale(conn: asyncpg.Connection, rules: Rules, *, limit: int = 2000) -> int:
+    """Redo up to `limit` closed stale hours, then the closed days they lie in; one transaction,
+    so that a crash leaves them stale. Returns the number of hours redone."""
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        taken = await conn.fetch(TAKE_STALE_SQL, now, limit)
+        by_org: dict[UUID, list] = defaultdict(list)
+        for org_id, vehicle_id, hour in taken:
+            by_org[org_id].append((vehicle_id, hour))
+        for org_id, hours in by_org.items():
+            await _redo_hours(conn, rules, org_id, hours)
+            days = {(v, _floor(h, DAY)) for v, h in hours}
+            closed = sorted(d for d in days if d[1] + DAY <= now)
+            await _redo_days(conn, rules, org_id, closed)
+            # A day still open is redone once it closes: its last hour, marked stale, brings
+            # it back then (even if the vehicle sends nothing more that day).
+            still_open = [d for d in days if d[1] + DAY > now]
+            if still_open:
+                await conn.execute(
+                    MARK_STALE_SQL,
+                    org_id,
+                    [v for v, _ in still_open],
+                    [d + DAY - HOUR for _, d in still_open],
+                )
+    return len(taken)
+
+
+async def _hour_fixes(conn, org_id: UUID, hours) -> dict[tuple, list[Fix]]:
+    """Raw positions of (vehicle, hour start) pairs, by pair, in time order."""
+    starts = [h for _, h in hours]
+    rows = conn.cursor(
+        STRETCH_FIXES_SQL,
+        org_id,
+        [v for v, _ in hours],
+        starts,
+        [h + HOUR for h in starts],
+        prefetch=10_000,
+    )
+    per_hour: dict[tuple, list[Fix]] = defaultdict(list)
+    async for row in rows:
+        per_hour[(row[0], _floor(row[1], HOUR))].append(Fix(row[1], row[2], row[3], row[4], row[5]))
+    return per_hour
+
+
+async def _redo_hours(conn, rules: Rules, org_id: UUID, hours: list) -> None:
+    per_hour = await _hour_fixes(conn, org_id, hours)
+    rollups = {key: rules.of(fixes) for key, fixes in per_hour.items()}
+    await _store(conn, org_id, 3600, hours, rollups)
+
+
+async def _redo_days(conn, rules: Rules, org_id: UUID, days: list) -> None:
+    if not days:
+        return
+    rows = await conn.fetch(DAY_HOURS_SQL, org_id, [v for v, _ in days], [d for _, d in days])
+    joined: dict[tuple, Rollup | None] = {}
+    for vehicle_id, hour, state in rows:
+        key = (vehicle_id, _floor(hour, DAY))
+        joined[key] = rules.join(joined.get(key), _decode(state))
+    await _store(conn, org_id, 86400, days, joined)
+
+
+async def _store(conn, org_id: UUID, width_s: int, keys: list, rollups: dict) -> None:
+    present = [(key, rollup) for key, rollup in rollups.items() if rollup is not None]
+    gone = [key for key in keys if key not in rollups]  # its positions were all deleted
+    if present:
+        await conn.execute(
+            UPSERT_SQL,
+            org_id,
+            width_s,
+            [k[0] for k, _ in present],
+            [k[1] for k, _ in present],
+            [_encode(r) for _, r in present],
+        )
+    if gone:
+        await conn.execute(DELETE_SQL, org_id, width_s, [k[0] for k in gone], [k[1] for k in gone])
+
+
+async def prune(conn: asyncpg.Connection, *, keep_days: int) -> None:
+    """Rollups outlive raw telemetry (`rollup_retention_days`), but not forever."""
+    await conn.execute(PRUNE_SQL, datetime.now(UTC) - timedelta(days=keep_days))
+
+
+async def range_rollups(
+    conn: asyncpg.Connection,
+    rules: Rules,
+    org_id: UUID,
+    start: datetime,
+    end: datetime,
+    vehicle_id: UUID | None = None,
+) -> dict[UUID, Rollup]:
+    """Each vehicle's rollup of [start, end): closed, clean days and hours from the rollup
+    table, everything else from raw rows, joined in time order."""
+    now = datetime.now(UTC)
+    # Whole closed hours inside the range; the rest of it is read raw for every vehicle.
+    first_hour = _ceil(start, HOUR)
+    last_hour = min(_floor(end, HOUR), _floor(now, HOUR))
+    pieces: dict[UUID, list[tuple[datetime, Rollup]]] = defaultdict(list)
+    raw_edges = [(start, min(first_hour, end))]
+    if first_hour < last_hour:
+        raw_edges.append((last_hour, end))
+    else:
+        raw_edges = [(start, end)]
+        last_hour = first_hour
+    for edge_start, edge_end in raw_edges:
+        if edge_start < edge_end:
+            rows = conn.cursor(EDGE_FIXES_SQL, org_id, edge_start, edge_end, vehicle_id)
+            for vehicle, fixes in (await _group_fixes(rows)).items():
+                pieces[vehicle].append((edge_start, rules.of(fixes)))
+    if first_hour < last_hour:
+        await _add_buckets(conn, rules, org_id, first_hour, last_hour, vehicle_id, pieces)
+    result = {}
+    for vehicle, parts in pieces.items():
+        joined = None
+        for _, rollup in sorted(parts, key=lambda item: item[0]):
+            joined = rules.join(joined, rollup)
+        if joined is not None:
+            result[vehicle] = joined
+    return result
+
+
+async def _add_buckets(conn, rules, org_id, first_hour, last_hour, vehicle_id, pieces) -> None:
+    """Closed whole hours [first_hour, last_hour): days where whole and clean, else hours,
+    and stale hours raw."""
+    first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
+    stale = await conn.fetch(STALE_SQL, org_id, first_hour, last_hour, vehicle_id)
+    stale_hours = {(v, h) for v, h in stale}
+    stale_days = {(v, _floor(h, DAY)) for v, h in stale}
+    day_covered: set[tuple] = set()
+    if first_day < last_day:
+        for vehicle, day, state in await conn.fetch(
+            ROLLUPS_SQL, org_id, 86400, first_day, last_day, vehicle_id
+        ):
+            if (vehicle, day) not in stale_days:
+                pieces[vehicle].append((day, _decode(state)))
+                day_covered.add((vehicle, day))
+    # Hours outside the whole days (the range's first and last days), and the hours of days
+    # that have a stale hour.
+    hour_ranges = [(first_hour, min(first_day, last_hour)), (max(last_day, first_hour), last_hour)]
+    if first_day >= last_day:
+        hour_ranges = [(first_hour, last_hour)]
+    for _, day in stale_days:
+        if first_day <= day < last_day:
+            hour_ranges.append((day, day + DAY))
+    seen: set[tuple] = set()
+    for range_start, range_end in hour_ranges:
+        if range_start >= range_end:
+            continue
+        for vehicle, hour, state in await conn.fetch(
+            ROLLUPS_SQL, org_id, 3600, range_start, range_end, vehicle_id
+        ):
+            key = (vehicle, hour)
+            day = _floor(hour, DAY)
+            if key in stale_hours or key in seen or (vehicle, day) in day_covered:
+                continue
+            seen.add(key)
+            pieces[vehicle].append((hour, _decode(state)))
+    if stale_hours:
+        for (vehicle, hour), fixes in (await _hour_fixes(conn, org_id, stale_hours)).items():
+            pieces[vehicle].append((hour, rules.of(fixes)))
+
+
+async def maintain(pool: asyncpg.Pool, rules: Rules, *, interval_s: float, keep_days: int) -> None:
+    """Redo stale buckets every `interval_s` (all of them, in bounded transactions), and prune
+    old rollups, for as long as we run. Replicas share the work (SKIP LOCKED)."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                redone = 1
+                while redone:  # each batch its own transaction: ingest goes on in between
+                    redone = await redo_stale(conn, rules)
+                await prune(conn, keep_days=keep_days)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("rollup maintenance failed; retrying", error=str(exc))
+        await asyncio.sleep(interval_s)
