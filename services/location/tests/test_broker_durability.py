@@ -418,9 +418,7 @@ async def test_long_location_outage_every_position_stored(harness, devices):
     assert 300_000 * payload_bytes <= int(options["max_queued_bytes"]) / 2
 
 
-async def test_three_replicas_scale_in_and_out_store_everything_once_and_promptly(
-    harness, devices
-):
+async def test_three_replicas_scale_in_and_out_store_everything_once_and_promptly(harness, devices):
     """Three replicas on one stream; the third, then the second stopped with SIGTERM as
     Kubernetes does (each leaves the group: its share goes to the others, it takes in and
     acknowledges what its session holds, then ends its session), the second started again."""
@@ -445,9 +443,7 @@ async def test_three_replicas_scale_in_and_out_store_everything_once_and_promptl
     print(f"scale-in/out: {acked} positions, max delay {max(delays):.2f}s")
 
 
-async def test_a_sigkilled_replica_share_waits_in_its_session_until_its_id_leaves(
-    harness, devices
-):
+async def test_a_sigkilled_replica_share_waits_in_its_session_until_its_id_leaves(harness, devices):
     """SIGKILL, never restarted: its session stays in the group and keeps receiving its
     share, which waits there. Recovery (the runbook's): start a replica with that client id
     and stop it with SIGTERM: it takes in the session's positions and ends the session."""

@@ -579,9 +579,8 @@ class MqttConsumer:
         self._last_message_at = time.monotonic()
         while time.monotonic() < deadline:
             quiet = time.monotonic() - self._last_message_at >= quiet_s
-            if quiet and not self._unacked and not client.want_write():
-                if self._connected.is_set():
-                    return True
+            if quiet and not self._unacked and not client.want_write() and self.is_connected():
+                return True
             await asyncio.sleep(0.05)
         log.warning(
             "MQTT session not drained in time; it keeps the rest",
