@@ -27,6 +27,8 @@ dynsec() {
 dynsec createRole "$role"
 dynsec addRoleACL "$role" subscribePattern '#' allow
 dynsec addRoleACL "$role" subscribeLiteral '#' allow
+# Its retained shared-subscription manifests, read by restore_shared_subscriptions.py.
+dynsec addRoleACL "$role" publishClientSend 'fleet-internal/shared-subscriptions/#' allow
 dynsec createClient "$LOCATION_MQTT_USERNAME" -p "$LOCATION_MQTT_PASSWORD"
 dynsec setClientPassword "$LOCATION_MQTT_USERNAME" "$LOCATION_MQTT_PASSWORD"
 dynsec addClientRole "$LOCATION_MQTT_USERNAME" "$role"

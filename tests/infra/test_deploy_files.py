@@ -626,7 +626,12 @@ def test_broker_provisioning_fails_when_the_broker_refuses(tmp_path):
 
 # --- the broker's queue for the location service ------------------------------------------
 
-QUEUE_OPTIONS = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages")
+QUEUE_OPTIONS = (
+    "max_queued_messages",
+    "max_queued_bytes",
+    "max_inflight_messages",
+    "autosave_interval",
+)
 # More than the count limit the broker had before (max_queued_messages 100000).
 OFFLINE_MESSAGES = 120_000
 

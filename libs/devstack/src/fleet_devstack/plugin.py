@@ -135,7 +135,9 @@ def run_service():
     """Start a service as a real uvicorn process on a free port; returns its base URL."""
     processes: list[subprocess.Popen] = []
 
-    def factory(service: str, env: dict[str, str], port: int | None = None) -> RunningService:
+    def factory(
+        service: str, env: dict[str, str], port: int | None = None, timeout_s: float = 60.0
+    ) -> RunningService:
         port = port or free_port()
         log = open(Path(tempfile.gettempdir()) / f"fleet-{service}-{port}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(
@@ -147,7 +149,7 @@ def run_service():
         )
         processes.append(process)
         try:
-            wait_until_live(port, process=process)
+            wait_until_live(port, timeout_s, process=process)
         except Exception:
             process.kill()
             log.close()

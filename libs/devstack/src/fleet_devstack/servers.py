@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -294,6 +295,13 @@ def dynsec_plugin() -> str:
     raise StackError("Mosquitto's dynamic-security plugin not found; run `make bootstrap` as root")
 
 
+RESTORE_SHARED_SUBSCRIPTIONS = (
+    Path(__file__).resolve().parents[4] / "infrastructure/mosquitto/restore_shared_subscriptions.py"
+)
+# Where the location service keeps its retained shared-subscription manifests.
+MANIFEST_TOPICS = "fleet-internal/shared-subscriptions/#"
+
+
 @dataclass
 class Mosquitto:
     """A Mosquitto broker with persistence, no anonymous access and dynamic security.
@@ -316,6 +324,10 @@ class Mosquitto:
         return self.data_dir / "mosquitto.pid"
 
     @property
+    def persistence_file(self) -> Path:
+        return self.data_dir / "mosquitto.db"
+
+    @property
     def dynsec_file(self) -> Path:
         return self.data_dir / "dynamic-security.json"
 
@@ -333,6 +345,7 @@ class Mosquitto:
             "max_inflight_messages 20000",
             "max_queued_messages 0",
             "max_queued_bytes 134217728",
+            "autosave_interval 1",
             f"plugin {dynsec_plugin()}",
             f"plugin_opt_config_file {self.dynsec_file}",
         ]
@@ -361,11 +374,15 @@ class Mosquitto:
                 ]
             )
         conf = self._write_config()
+        # Mosquitto 2.0 does not save shared subscriptions: put them back first (see there).
+        _run([sys.executable, str(RESTORE_SHARED_SUBSCRIPTIONS), str(self.persistence_file)])
         _chown(self.data_dir, "mosquitto")
         _run([_system_tool("mosquitto"), "-c", str(conf), "-d"])
         wait_for_port(self.port)
         if first_start:
             self._create_ingest_client()
+        # Also on a state folder made before the ingest role could publish its manifests.
+        self.ctrl("addRoleACL", "fleet-ingest", "publishClientSend", MANIFEST_TOPICS, "allow")
 
     def ctrl(self, *args: str) -> str:
         return _run(

@@ -1,5 +1,6 @@
 """location service settings, read from the environment with the `LOCATION_` prefix."""
 
+import re
 import socket
 
 from pydantic import Field, SecretStr, model_validator
@@ -39,6 +40,17 @@ class Settings(CommonSettings):
     # session of its own: two connections under one client id take the session over from each
     # other for as long as both run.
     worker_slot: int | None = Field(None, ge=0, validation_alias="FLEET_WORKER_SLOT")
+    # On SIGTERM, leave the share group for good (unsubscribe, take in and acknowledge what
+    # the session holds, end the session: its share goes to the other replicas at once), or
+    # keep the session (it goes on receiving its share, which waits for the replica's return).
+    # Unset: every session leaves except the group's anchor, the one whose client id ends in
+    # ordinal 0 or in none (StatefulSet pod `location-0`, or the only replica), worker slot 0:
+    # it keeps the stream while no replica runs. See docs/ingest-durability.md.
+    mqtt_leave_on_stop: bool | None = None
+    # Leaving: how long to take in what the session holds (within gunicorn's graceful_timeout
+    # and the pod's termination grace), and the silence that says it holds nothing more.
+    mqtt_drain_timeout_s: float = Field(10.0, gt=0)
+    mqtt_drain_quiet_s: float = Field(1.0, gt=0)
 
     # Batch writer.
     batch_max_positions: int = 2000
@@ -86,6 +98,10 @@ class Settings(CommonSettings):
 
     @model_validator(mode="after")
     def _client_id_per_worker(self) -> "Settings":
+        if self.mqtt_leave_on_stop is None:
+            ordinal = re.search(r"-(\d+)$", self.mqtt_client_id)
+            anchor = (ordinal is None or int(ordinal.group(1)) == 0) and not self.worker_slot
+            self.mqtt_leave_on_stop = not anchor
         if self.worker_slot is not None:
             self.mqtt_client_id = f"{self.mqtt_client_id}-{self.worker_slot}"
         return self

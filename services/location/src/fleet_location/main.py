@@ -142,9 +142,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            drained = False
+            if consumer is not None and settings.mqtt_leave_on_stop:
+                drained = await consumer.leave(
+                    settings.mqtt_drain_timeout_s, settings.mqtt_drain_quiet_s
+                )
             await pipeline.stop()
             if consumer is not None:
-                await consumer.stop()
+                await consumer.stop(end_session=drained)
             await detector.stop()
             await stop_tasks(background)
             await http.aclose()

@@ -5,6 +5,18 @@ subscriptions and every unacknowledged message) on the broker across restarts; m
 acknowledgement lets the pipeline PUBACK only once a message's positions are committed.
 The shared subscription lets any number of replicas split the stream.
 
+Mosquitto 2.0 does not save shared subscriptions: after a broker restart a session is back
+without them, and messages for the group are dropped until its client subscribes again. So
+each session keeps a retained manifest of its shared subscriptions on
+`fleet-internal/shared-subscriptions/<client id>`, from which
+infrastructure/mosquitto/restore_shared_subscriptions.py puts them back into the broker's
+persistence file before it starts (docs/ingest-durability.md).
+
+A replica that leaves for good (`MqttConsumer.leave`) unsubscribes, so that the broker
+routes its share to the others, takes in and acknowledges what its session still holds,
+and ends its session; the group's anchor keeps its session instead, to hold the stream
+while no replica runs (see Settings.mqtt_leave_on_stop).
+
 The client's socket is read on the event loop itself (`EventLoopNetwork`), not in paho's
 network thread: while the loop is busy parsing and writing, data piles up in the socket and
 the next read takes all of it at once, and messages reach the inbox without a cross-thread
@@ -12,6 +24,7 @@ hand-off or any contention for the GIL.
 """
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -33,6 +46,8 @@ from fleet_location.ingest.pipeline import InboundMessage, Inbox
 log = get_logger(__name__)
 
 TOPICS = ("fleet/+/telemetry", "fleet/+/status", "owntracks/+/+")
+# Retained, one per session: the shared subscriptions to restore after a broker restart.
+MANIFEST_PREFIX = "fleet-internal/shared-subscriptions/"
 READ_CHUNK = 256 * 1024
 
 
@@ -493,9 +508,18 @@ class MqttConsumer:
         self._settings = settings
         self._inbox = inbox
         self._connected = threading.Event()
+        self._filters = [f"$share/{settings.mqtt_share_group}/{topic}" for topic in TOPICS]
+        self._manifest_topic = MANIFEST_PREFIX + settings.mqtt_client_id
+        self._manifest_mid: int | None = None
+        # Message ids delivered and not yet acknowledged: a session may end only when empty
+        # (the broker discards what an ended session holds).
+        self._unacked: set[int] = set()
+        self._last_message_at = 0.0
+        self._leaving = False
+        self._unsubscribed = asyncio.Event()
         client = BufferedClient(
             CallbackAPIVersion.VERSION2,
-            on_messages=inbox.put_many,
+            on_messages=self._arrived,
             client_id=settings.mqtt_client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
@@ -508,6 +532,8 @@ class MqttConsumer:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message  # QoS 2 only (see BufferedClient)
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_publish = self._on_publish
         self._client = client
         self._network = EventLoopNetwork(client)
 
@@ -525,11 +551,55 @@ class MqttConsumer:
         )
         self._network.start()
 
-    async def stop(self) -> None:
-        """Send the acknowledgements already queued, then disconnect."""
-        await self._network.stop()
+    async def leave(self, timeout_s: float, quiet_s: float) -> bool:
+        """Leave the share group for good; True once the session holds nothing more.
+
+        Unsubscribes (the broker then routes this session's share to the other members),
+        clears the retained manifest (a broker restart must not subscribe it again), and
+        goes on taking in what the session still holds, until everything delivered is
+        acknowledged and nothing has come for `quiet_s`. The pipeline must keep running
+        meanwhile. False when that did not happen within `timeout_s` (the rest waits in the
+        session, which must then be kept: see `stop`).
+        """
+        self._leaving = True  # a reconnect from now on does not subscribe again
+        if not self._connected.is_set():
+            return False
+        client = self._client
+        deadline = time.monotonic() + timeout_s
+        self._unsubscribed.clear()
+        client.unsubscribe(self._filters)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._unsubscribed.wait()
+        except TimeoutError:
+            log.warning("MQTT unsubscribe not confirmed; keeping the session")
+            return False
+        client.publish(self._manifest_topic, b"", qos=1, retain=True)
+        log.info("MQTT left the shared subscription; taking in what the session holds")
+        self._last_message_at = time.monotonic()
+        while time.monotonic() < deadline:
+            quiet = time.monotonic() - self._last_message_at >= quiet_s
+            if quiet and not self._unacked and not client.want_write() and self.is_connected():
+                return True
+            await asyncio.sleep(0.05)
+        log.warning(
+            "MQTT session not drained in time; it keeps the rest",
+            unacknowledged=len(self._unacked),
+        )
+        return False
+
+    async def stop(self, *, end_session: bool = False) -> None:
+        """Send the acknowledgements already queued, then disconnect: keeping the session
+        (its subscriptions and messages wait on the broker), or ending it (`leave` first)."""
+        properties = None
+        if end_session:
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0
+        await self._network.stop(properties=properties)
         self._connected.clear()
         metrics.MQTT_CONNECTED.set(0)
+        if end_session:
+            log.info("MQTT session ended", client_id=self._settings.mqtt_client_id)
 
     def pause_reading(self) -> None:
         """Read nothing more from the broker (the pipeline is saturated)."""
@@ -544,6 +614,7 @@ class MqttConsumer:
 
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         """Acknowledge a committed batch: QoS 1 PUBACKs in one write, QoS 2 one by one."""
+        self._unacked.difference_update(mid for mid, _qos in acks)
         self._client.ack_many(mid for mid, qos in acks if qos == 1)
         for mid, qos in acks:
             if qos == 2:
@@ -559,12 +630,19 @@ class MqttConsumer:
 
     # ---------------------------------------------------------------- paho callbacks
 
+    def _arrived(self, items: list[InboundMessage]) -> None:
+        self._unacked.update(item.mid for item in items if item.qos)
+        self._last_message_at = time.monotonic()
+        self._inbox.put_many(items)
+
     def _on_connect(self, client, _userdata, flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
             log.warning("MQTT connection refused", reason=str(reason_code))
             return
-        group = self._settings.mqtt_share_group
-        client.subscribe([(f"$share/{group}/{topic}", SubscribeOptions(qos=1)) for topic in TOPICS])
+        if self._leaving:
+            self._connected.set()  # only to take in what the session still holds
+        else:
+            client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._filters])
         log.info(
             "MQTT connected",
             client_id=self._settings.mqtt_client_id,
@@ -579,6 +657,23 @@ class MqttConsumer:
         # Ready only once the broker has confirmed the subscriptions.
         self._connected.set()
         metrics.MQTT_CONNECTED.set(1)
+        manifest = json.dumps({"filters": self._filters, "qos": 1})
+        self._manifest_mid = self._client.publish(
+            self._manifest_topic, manifest, qos=1, retain=True
+        ).mid
+
+    def _on_unsubscribe(self, _client, _userdata, _mid, _reason_codes, _properties) -> None:
+        self._unsubscribed.set()
+
+    def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
+        if mid == self._manifest_mid and reason_code.is_failure:
+            # The location role needs publishClientSend on fleet-internal/shared-subscriptions/#
+            # (provision-clients.sh): without the manifest a broker restart drops positions.
+            log.error(
+                "MQTT broker refused the shared-subscription manifest; a broker restart "
+                "will drop positions until this client subscribes again",
+                reason=str(reason_code),
+            )
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()
@@ -593,4 +688,4 @@ class MqttConsumer:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", errors="replace")
-        self._inbox.put(InboundMessage(topic, message.payload, message.mid, message.qos))
+        self._arrived([InboundMessage(topic, message.payload, message.mid, message.qos)])
