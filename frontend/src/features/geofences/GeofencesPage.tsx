@@ -11,6 +11,7 @@ import { api, unwrap } from "../../api/client";
 import { ProblemMessage } from "../../components/ProblemMessage";
 import { formatSpeed } from "../../lib/format";
 import { useCan } from "../auth/session";
+import { fleet } from "../live/liveStore";
 import { createMap } from "../map/baseMap";
 import { useGeofences } from "./api";
 import { drawnGeometry, type GeofenceGeometry } from "./drawnGeometry";
@@ -42,6 +43,18 @@ export default function GeofencesPage() {
       map = created;
       created.on("load", () => {
         attach(created);
+        const fixes = [...fleet.fixes.values()];
+        if (fixes.length > 0) {
+          const lons = fixes.map((f) => f.lon);
+          const lats = fixes.map((f) => f.lat);
+          created.fitBounds(
+            [
+              [Math.min(...lons), Math.min(...lats)],
+              [Math.max(...lons), Math.max(...lats)],
+            ],
+            { padding: 60, maxZoom: 14, duration: 0 },
+          );
+        }
         const draw = new TerraDraw({
           adapter: new TerraDrawMapLibreGLAdapter({ map: created }),
           modes: [new TerraDrawPolygonMode(), new TerraDrawCircleMode()],

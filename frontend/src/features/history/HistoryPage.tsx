@@ -80,9 +80,13 @@ export default function HistoryPage() {
   const { vehicleId = "" } = useParams();
   const [params, setParams] = useSearchParams();
   const vehicles = useVehicles();
-  const now = Date.now();
-  const fromMs = params.get("from") ? Date.parse(params.get("from") as string) : now - 86_400_000;
-  const toMs = params.get("to") ? Date.parse(params.get("to") as string) : now;
+  // The default range (the last 24 hours) is fixed when the page opens: a moving "now" would
+  // make every render a new query.
+  const [openedAtMs] = useState(() => Date.now());
+  const fromMs = params.get("from")
+    ? Date.parse(params.get("from") as string)
+    : openedAtMs - 86_400_000;
+  const toMs = params.get("to") ? Date.parse(params.get("to") as string) : openedAtMs;
   const [fromInput, setFromInput] = useState(toLocalInput(fromMs));
   const [toInput, setToInput] = useState(toLocalInput(toMs));
   const tab = params.get("tab") ?? "route";
