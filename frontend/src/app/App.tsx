@@ -11,6 +11,7 @@ const AlertsPage = lazy(() => import("../features/alerts/AlertsPage"));
 const ProfilePage = lazy(() => import("../features/auth/ProfilePage"));
 const HistoryPage = lazy(() => import("../features/history/HistoryPage"));
 const GeofencesPage = lazy(() => import("../features/geofences/GeofencesPage"));
+const AdminPage = lazy(() => import("../features/admin/AdminPage"));
 
 export function App() {
   return (
@@ -24,6 +25,7 @@ export function App() {
             <Route path="profile" element={<ProfilePage />} />
             <Route path="history/:vehicleId" element={<HistoryPage />} />
             <Route path="geofences" element={<GeofencesPage />} />
+            <Route path="admin" element={<AdminPage />} />
           </Route>
         </Routes>
       </BrowserRouter>
