@@ -12,6 +12,7 @@ const ProfilePage = lazy(() => import("../features/auth/ProfilePage"));
 const HistoryPage = lazy(() => import("../features/history/HistoryPage"));
 const GeofencesPage = lazy(() => import("../features/geofences/GeofencesPage"));
 const AdminPage = lazy(() => import("../features/admin/AdminPage"));
+const ReportsPage = lazy(() => import("../features/reports/ReportsPage"));
 
 export function App() {
   return (
@@ -26,6 +27,7 @@ export function App() {
             <Route path="history/:vehicleId" element={<HistoryPage />} />
             <Route path="geofences" element={<GeofencesPage />} />
             <Route path="admin" element={<AdminPage />} />
+            <Route path="reports" element={<ReportsPage />} />
           </Route>
         </Routes>
       </BrowserRouter>
