@@ -15,6 +15,9 @@ have mosquitto || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 have mosquitto_ctrl || missing+=(mosquitto-clients)
 # runuser starts the servers as their own users, which only root needs (and finds: /usr/sbin).
 [ "$(id -u)" -ne 0 ] || have runuser || missing+=(util-linux)
+# The dashboard builds with Debian 12's Node.js 18 as well as newer ones.
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
