@@ -50,7 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         common = app.state.token_verifier
         app.state.token_verifier = CachingTokenVerifier(common.jwks, common.issuer)
-        app.state.live_hub = LiveHub(app.state.redis)
+        app.state.live_hub = LiveHub(
+            app.state.redis,
+            batch_window_s=settings.ws_batch_window_s,
+            batch_max_positions=settings.ws_batch_max_positions,
+        )
         try:
             yield
         finally:
