@@ -1,0 +1,231 @@
+"""The dispatcher dashboard in a real headless Chromium against the whole platform.
+
+Selectors are the test ids the app documents in frontend/README.md. Devices publish over
+MQTT with their own broker credentials; nothing here reaches the services except through
+the page (or, to set an org up, the public API).
+"""
+
+import asyncio
+import uuid
+
+import pytest
+
+from .conftest import (
+    PASSWORD,
+    distinct_colours,
+    eventually,
+    offline_context,
+    screenshot,
+    sign_in,
+)
+
+# A square in Ho Chi Minh City and the vehicles' start points west of it.
+DEPOT = {
+    "type": "Polygon",
+    "coordinates": [
+        [[106.70, 10.77], [106.71, 10.77], [106.71, 10.78], [106.70, 10.78], [106.70, 10.77]]
+    ],
+}
+STARTS = [(106.690, 10.772), (106.690, 10.775), (106.690, 10.778)]
+
+
+async def rows(page) -> dict[str, str]:
+    """vehicle id → the row's text, for every row the list shows."""
+    found = {}
+    for row in await page.get_by_test_id("vehicle-row").all():
+        found[await row.get_attribute("data-vehicle-id")] = await row.inner_text()
+    return found
+
+
+async def map_png(page) -> bytes:
+    return await page.get_by_test_id("map").screenshot()
+
+
+async def test_register_sign_in_and_watch_vehicles_appear_and_move(page, e2e_gateway, make_org):
+    email = f"dispatch-{uuid.uuid4().hex[:8]}@example.com"
+    await page.goto(e2e_gateway.url + "/register")
+    await page.get_by_test_id("register-org-name").fill("E2E Logistics")
+    await page.get_by_test_id("register-full-name").fill("Dana Dispatcher")
+    await page.get_by_test_id("register-email").fill(email)
+    await page.get_by_test_id("register-password").fill(PASSWORD)
+    await page.get_by_test_id("register-submit").click()
+    await page.get_by_test_id("live-status").wait_for()
+    await screenshot(page, "registered")
+
+    org = make_org(email)  # the org the page registered, signed in through the API
+    devices = [org.add_vehicle(f"Truck {n}", lon, lat) for n, (lon, lat) in enumerate(STARTS)]
+    for device in devices:
+        org.publish(device)
+    # Signed out and in again: the session survives a reload, and the sign-in form works.
+    await page.get_by_test_id("sign-out").click()
+    await sign_in(page, e2e_gateway, email)
+
+    async def all_listed():
+        listed = await rows(page)
+        return listed if set(listed) == {d.vehicle_id for d in devices} else None
+
+    await eventually(all_listed)
+    assert await page.get_by_test_id("live-status").get_attribute("data-state") == "live"
+    await eventually(lambda: _drawn(page))
+    before = await map_png(page)
+    listed_before = await all_listed()
+    await screenshot(page, "vehicles-drawn")
+
+    org.drive(step_deg=0.002)
+    try:
+        # The list updates (each fix's time and speed) and the map redraws as they move.
+        async def moved():
+            listed = await all_listed()
+            changed = listed and all(listed[k] != listed_before[k] for k in listed_before)
+            return changed and await map_png(page) != before
+
+        await eventually(moved)
+    finally:
+        org.park()
+    await screenshot(page, "vehicles-moved")
+
+
+async def _drawn(page) -> bool:
+    """The map canvas shows more than a blank or single-colour area."""
+    return await distinct_colours(page, await map_png(page)) > 20
+
+
+async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_acknowledged(
+    page, e2e_gateway, make_org
+):
+    org = make_org()
+    org.post("/geofences", {"name": "Depot", "geometry": DEPOT})
+    org.post(
+        "/alert-rules",
+        {
+            "name": "Depot",
+            "channels": ["in_app"],
+            "cooldown_s": 0,
+            "event_types": ["geofence_enter"],
+        },
+    )
+    device = org.add_vehicle("Van 1", 106.690, 10.775)
+    org.publish(device)
+    await sign_in(page, e2e_gateway, org.email)
+    await page.get_by_test_id("vehicle-row").first.wait_for()
+
+    device.lon = 106.705  # inside the depot
+    org.publish(device)
+
+    async def raised():
+        response = org.api.get("/alerts?limit=100", headers=org.headers)
+        return response.json()["items"]
+
+    await eventually(raised)
+    toast = page.get_by_test_id("alert-toast")
+    await toast.first.wait_for(timeout=30_000)
+    await screenshot(page, "alert-toast")
+    alert_id = await toast.first.get_attribute("data-alert-id")
+    await page.get_by_test_id("toast-ack").first.click()
+
+    async def acknowledged():
+        response = org.api.get("/alerts?limit=100", headers=org.headers)
+        items = {a["id"]: a for a in response.json()["items"]}
+        return items.get(alert_id, {}).get("status") == "acknowledged"
+
+    await eventually(acknowledged)
+    await toast.first.wait_for(state="detached")
+
+
+async def test_a_viewer_sees_no_edit_controls_and_never_another_orgs_vehicles(
+    page, e2e_gateway, make_org
+):
+    org, other = make_org(), make_org()
+    viewer = org.add_user("viewer")
+    mine = org.add_vehicle("Ours", 106.690, 10.772)
+    theirs = other.add_vehicle("Theirs", 106.691, 10.773)
+    org.publish(mine)
+    other.publish(theirs)
+    org.post(
+        "/alert-rules",
+        {"name": "All", "channels": ["in_app"], "cooldown_s": 0, "event_types": ["geofence_enter"]},
+    )
+    org.post("/geofences", {"name": "Depot", "geometry": DEPOT})
+
+    await sign_in(page, e2e_gateway, viewer)
+    assert await page.get_by_test_id("user-menu").get_attribute("data-role") == "viewer"
+    await page.get_by_test_id("vehicle-row").first.wait_for()
+    # The other org keeps publishing; its vehicle must never show up.
+    for _ in range(3):
+        other.publish(theirs)
+        org.publish(mine)
+        await asyncio.sleep(1)
+        assert set(await rows(page)) == {mine.vehicle_id}
+
+    mine.lon = 106.705
+    org.publish(mine)
+    await page.get_by_test_id("alert-toast").first.wait_for(timeout=30_000)
+    assert await page.get_by_test_id("toast-ack").count() == 0
+    await page.get_by_test_id("nav-alerts").click()
+    await page.get_by_test_id("alert-row").first.wait_for()
+    assert await page.get_by_test_id("ack-button").count() == 0
+    assert await page.get_by_test_id("ack-selected").count() == 0
+    await screenshot(page, "viewer-alerts")
+
+
+async def test_the_page_reconnects_after_a_gateway_restart_and_keeps_updating(
+    page, e2e_gateway, make_org
+):
+    org = make_org()
+    device = org.add_vehicle("Bus 9", 106.690, 10.775)
+    org.publish(device)
+    await sign_in(page, e2e_gateway, org.email)
+    status = page.get_by_test_id("live-status")
+    await eventually(lambda: _state_is(status, "live"))
+    org.drive()
+    try:
+        e2e_gateway.stop()
+        await eventually(lambda: _state_is(status, "reconnecting", "offline"))
+        await screenshot(page, "gateway-down")
+        before = await rows(page)
+        e2e_gateway.run()
+        await eventually(lambda: _state_is(status, "live"), timeout_s=60)
+
+        async def updated():
+            return (await rows(page)).get(device.vehicle_id) != before.get(device.vehicle_id)
+
+        await eventually(updated)
+    finally:
+        org.park()
+    await screenshot(page, "reconnected")
+
+
+async def _state_is(status, *states: str) -> bool:
+    return await status.get_attribute("data-state") in states
+
+
+@pytest.mark.parametrize("style", ["none", "unreachable"])
+async def test_the_map_renders_with_no_network_at_all(browser, e2e_gateway, make_org, style):
+    """Only the gateway is reachable: the offline base layer is drawn, also when the
+    configured map style's server cannot be reached."""
+    context = await offline_context(browser, e2e_gateway)
+    if style == "unreachable":
+        await context.add_init_script(
+            "window.__FLEET_CONFIG__ = {mapStyleUrl: 'https://tiles.example.com/style.json'}"
+        )
+    try:
+        page = await context.new_page()
+        org = make_org()
+        await sign_in(page, e2e_gateway, org.email)
+        await eventually(lambda: _drawn(page))
+        await screenshot(page, f"offline-map-{style}")
+        blocked = context.blocked  # type: ignore[attr-defined]
+        if style == "unreachable":
+            assert any("tiles.example.com" in url for url in blocked)
+        else:
+            assert blocked == [], f"the page tried to reach {blocked}"
+    finally:
+        await context.close()
+
+
+async def test_the_api_docs_page_works_offline(page, e2e_gateway, context):
+    await page.goto(e2e_gateway.url + "/api/v1/docs")
+    await page.locator(".opblock").first.wait_for()
+    assert await page.locator(".opblock").count() > 20
+    assert context.blocked == []  # type: ignore[attr-defined]
+    await screenshot(page, "api-docs")
