@@ -16,6 +16,8 @@ have runuser || missing+=(util-linux)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
+# The dashboard's browser tests and bench run in Debian's Chromium (never a downloaded one).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 need_uv=0
 have uv || [ -x "$HOME/.local/bin/uv" ] || need_uv=1
 
