@@ -43,3 +43,30 @@ bench-ingest: sync
 
 bench-detection: sync
 	@$(UV) run --no-sync python services/location/bench/detection.py
+
+# --- the dashboard (frontend/) ----------------------------------------------------------------
+# `make run` serves frontend/dist; it is rebuilt only when missing or older than its sources.
+FRONTEND_SOURCES := $(shell find frontend/src frontend/scripts frontend/index.html \
+	frontend/package.json frontend/vite.config.ts frontend/tsconfig.json -type f 2>/dev/null)
+FRONTEND_DEPS := frontend/node_modules/.package-lock.json
+
+.PHONY: frontend-build frontend-lint frontend-test
+run: frontend-build
+lint: frontend-lint
+test: frontend-test
+
+$(FRONTEND_DEPS): frontend/package-lock.json | bootstrap
+	@cd frontend && npm ci --no-audit --no-fund --loglevel=error
+
+frontend/dist/index.html: $(FRONTEND_DEPS) $(FRONTEND_SOURCES)
+	@cd frontend && npm run build --silent
+
+frontend-build: frontend/dist/index.html
+
+frontend-lint: $(FRONTEND_DEPS)
+	@cd frontend && npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
+
+# The generated API types match the checked-in OpenAPI document (which the gateway's
+# test_openapi.py checks against the services), then the unit tests.
+frontend-test: $(FRONTEND_DEPS)
+	@cd frontend && npm run --silent check:api && npx vitest run

@@ -13,6 +13,9 @@ have redis-server || missing+=(redis-server)
 have mosquitto || missing+=(mosquitto)
 have mosquitto_ctrl || missing+=(mosquitto-clients)
 have runuser || missing+=(util-linux)
+# The dashboard builds with Debian 12's Node.js 18 as well as newer ones.
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi

@@ -9,6 +9,8 @@ import { Shell } from "./Shell";
 // Heavy or rarely used pages load on demand, keeping the first load to the live map.
 const AlertsPage = lazy(() => import("../features/alerts/AlertsPage"));
 const ProfilePage = lazy(() => import("../features/auth/ProfilePage"));
+const HistoryPage = lazy(() => import("../features/history/HistoryPage"));
+const GeofencesPage = lazy(() => import("../features/geofences/GeofencesPage"));
 
 export function App() {
   return (
@@ -20,6 +22,8 @@ export function App() {
             <Route index element={<LiveView />} />
             <Route path="alerts" element={<AlertsPage />} />
             <Route path="profile" element={<ProfilePage />} />
+            <Route path="history/:vehicleId" element={<HistoryPage />} />
+            <Route path="geofences" element={<GeofencesPage />} />
           </Route>
         </Routes>
       </BrowserRouter>

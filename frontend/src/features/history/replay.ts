@@ -53,7 +53,7 @@ function bearingDeg(a: TrackPoint, b: TrackPoint): number {
   const x =
     Math.cos(a.lat * toRad) * Math.sin(b.lat * toRad) -
     Math.sin(a.lat * toRad) * Math.cos(b.lat * toRad) * Math.cos((b.lon - a.lon) * toRad);
-  return ((Math.atan2(y, x) / toRad) + 360) % 360;
+  return (Math.atan2(y, x) / toRad + 360) % 360;
 }
 
 /** Where the vehicle was at tMs: linear between the fixes around it, clamped to the track. */
@@ -68,7 +68,9 @@ export function positionAt(points: readonly TrackPoint[], tMs: number): TrackPoi
   const b = points[i + 1] as TrackPoint;
   const f = b.tMs === a.tMs ? 0 : (tMs - a.tMs) / (b.tMs - a.tMs);
   const speed =
-    a.speedKph !== null && b.speedKph !== null ? a.speedKph + (b.speedKph - a.speedKph) * f : a.speedKph;
+    a.speedKph !== null && b.speedKph !== null
+      ? a.speedKph + (b.speedKph - a.speedKph) * f
+      : a.speedKph;
   const moved = a.lat !== b.lat || a.lon !== b.lon;
   return {
     tMs,
@@ -114,10 +116,19 @@ export function routeSegments(points: readonly TrackPoint[]): FeatureCollection<
   for (let i = 1; i < points.length; i += 1) {
     const a = points[i - 1] as TrackPoint;
     const b = points[i] as TrackPoint;
-    const speed = a.speedKph !== null && b.speedKph !== null ? (a.speedKph + b.speedKph) / 2 : (b.speedKph ?? a.speedKph);
+    const speed =
+      a.speedKph !== null && b.speedKph !== null
+        ? (a.speedKph + b.speedKph) / 2
+        : (b.speedKph ?? a.speedKph);
     features.push({
       type: "Feature",
-      geometry: { type: "LineString", coordinates: [[a.lon, a.lat], [b.lon, b.lat]] },
+      geometry: {
+        type: "LineString",
+        coordinates: [
+          [a.lon, a.lat],
+          [b.lon, b.lat],
+        ],
+      },
       properties: { colour: speedColour(speed) },
     });
   }
