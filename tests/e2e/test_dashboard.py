@@ -7,6 +7,7 @@ the page (or, to set an org up, the public API).
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -90,11 +91,49 @@ async def _drawn(page) -> bool:
     return await distinct_colours(page, await map_png(page)) > 20
 
 
-async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_acknowledged(
+async def test_select_a_vehicle_open_its_history_replay_it_and_export_gpx(
     page, e2e_gateway, make_org
 ):
     org = make_org()
-    org.post("/geofences", {"name": "Depot", "geometry": DEPOT})
+    device = org.add_vehicle("Replay 1", 106.690, 10.775)
+    for n in range(6):
+        device.lon += 0.001
+        org.publish(device, speed_kph=20 + 10 * n)
+        await asyncio.sleep(1.1)  # a second apart: six distinct fixes
+    await sign_in(page, e2e_gateway, org.email)
+    await page.locator(f'[data-testid=vehicle-row][data-vehicle-id="{device.vehicle_id}"]').click()
+    await page.get_by_test_id("vehicle-panel").wait_for()
+    await page.get_by_test_id("open-history").click()
+    controls = page.get_by_test_id("replay-controls")
+
+    async def loaded():
+        return int(await controls.get_attribute("data-points") or 0) >= 6
+
+    await eventually(loaded)
+    await screenshot(page, "history")
+    time_shown = page.get_by_test_id("replay-time")
+    first = await time_shown.inner_text()
+    await page.get_by_test_id("replay-rate").select_option("20")
+    await page.get_by_test_id("replay-play").click()
+
+    async def replayed():
+        return await time_shown.inner_text() != first
+
+    await eventually(replayed)
+    await screenshot(page, "replaying")
+    async with page.expect_download() as download_info:
+        await page.get_by_test_id("export-gpx").click()
+    download = await download_info.value
+    gpx = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert download.suggested_filename.endswith(".gpx")
+    assert "<gpx" in gpx
+    assert gpx.count("<trkpt") >= 6
+
+
+async def test_draw_a_geofence_drive_into_it_see_the_toast_and_acknowledge_it(
+    page, e2e_gateway, make_org
+):
+    org = make_org()
     org.post(
         "/alert-rules",
         {
@@ -109,8 +148,32 @@ async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_ackno
     await sign_in(page, e2e_gateway, org.email)
     await page.get_by_test_id("vehicle-row").first.wait_for()
 
-    device.lon = 106.705  # inside the depot
+    # A circle drawn on the geofence map: its centre, then a point on its edge.
+    await page.goto(e2e_gateway.url + "/geofences")
+    drawing = page.get_by_test_id("geofence-map")
+    await drawing.wait_for()
+    await page.get_by_test_id("draw-circle").click()
+    box = await drawing.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x, y)
+    await page.mouse.click(x, y)
+    for dx in (20, 40, 60, 80):
+        await page.mouse.move(x + dx, y)
+    await page.mouse.click(x + 80, y)
+    await page.get_by_test_id("geofence-name").fill("Drawn depot")
+    await page.get_by_test_id("geofence-save").click()
+    await page.get_by_test_id("geofence-row").first.wait_for()
+    await screenshot(page, "geofence-drawn")
+    fences = org.api.get("/geofences", headers=org.headers).json()["items"]
+    assert [f["name"] for f in fences] == ["Drawn depot"]
+    centre = _inside(fences[0]["geometry"])
+    device.lon, device.lat = centre[0] + 1.0, centre[1]  # well outside it first
     org.publish(device)
+    await page.goto(e2e_gateway.url + "/")
+    await page.get_by_test_id("vehicle-row").first.wait_for()
+    await asyncio.sleep(1.1)
+    device.lon, device.lat = centre
+    org.publish(device)  # into the drawn geofence
 
     async def raised():
         response = org.api.get("/alerts?limit=100", headers=org.headers)
@@ -130,6 +193,15 @@ async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_ackno
 
     await eventually(acknowledged)
     await toast.first.wait_for(state="detached")
+
+
+def _inside(geometry: dict) -> tuple[float, float]:
+    """A point inside a geofence's geometry (its centre)."""
+    if geometry["type"] == "Circle":
+        lon, lat = geometry["center"]
+        return lon, lat
+    ring = geometry["coordinates"][0][:-1]
+    return sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring)
 
 
 async def test_a_viewer_sees_no_edit_controls_and_never_another_orgs_vehicles(
@@ -165,6 +237,10 @@ async def test_a_viewer_sees_no_edit_controls_and_never_another_orgs_vehicles(
     await page.get_by_test_id("alert-row").first.wait_for()
     assert await page.get_by_test_id("ack-button").count() == 0
     assert await page.get_by_test_id("ack-selected").count() == 0
+    await page.goto(e2e_gateway.url + "/geofences")
+    await page.get_by_test_id("geofence-row").first.wait_for()
+    for control in ("geofence-form", "draw-polygon", "geofence-edit", "geofence-delete"):
+        assert await page.get_by_test_id(control).count() == 0, control
     await screenshot(page, "viewer-alerts")
 
 

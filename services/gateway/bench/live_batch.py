@@ -40,15 +40,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def vehicle_ids(count: int = VEHICLES) -> list[str]:
+    """The same ids in every process (the dashboard bench's latest positions use them)."""
+    return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleet-bench-vehicle-{n}")) for n in range(count)]
+
+
 def position_message(vehicle_ids: list[str], org_id: str, n: int) -> str:
-    vehicle = vehicle_ids[n % len(vehicle_ids)]
+    index, step = n % len(vehicle_ids), n // len(vehicle_ids)
+    vehicle = vehicle_ids[index]
     data = {
         "device_id": vehicle,
         "vehicle_id": vehicle,
         "org_id": org_id,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
-        "lat": 10.7 + (n % 1000) * 1e-4,
-        "lon": 106.6 + (n % 997) * 1e-4,
+        # A 100 x 100 grid, 0.005 degrees apart, every vehicle moving east.
+        "lat": 10.5 + (index // 100) * 0.005,
+        "lon": 106.4 + (index % 100) * 0.005 + step * 1e-4,
         "speed_kph": 42.5,
         "heading_deg": 270.0,
         "altitude_m": None,
@@ -64,7 +71,7 @@ def position_message(vehicle_ids: list[str], org_id: str, n: int) -> str:
 def publish(redis_url: str, channel: str, org_id: str, rate: int, duration_s: float) -> None:
     """The publisher process: `rate` messages a second, sent every 10 ms in pipelines."""
     client = redis.Redis.from_url(redis_url)
-    vehicle_ids = [str(uuid.uuid4()) for _ in range(VEHICLES)]
+    ids = vehicle_ids()
     per_tick = max(1, round(rate * TICK_S))
     sent = 0
     start = time.monotonic()
@@ -72,7 +79,7 @@ def publish(redis_url: str, channel: str, org_id: str, rate: int, duration_s: fl
         due = int(elapsed * rate) + per_tick
         pipe = client.pipeline(transaction=False)
         while sent < due:
-            pipe.publish(channel, position_message(vehicle_ids, org_id, sent))
+            pipe.publish(channel, position_message(ids, org_id, sent))
             sent += 1
         pipe.execute()
         time.sleep(max(0.0, start + (sent / rate) - time.monotonic()))
