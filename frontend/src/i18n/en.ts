@@ -185,6 +185,18 @@ export const en = {
     payload: "Payload",
   },
   profile: { title: "Profile", org: "Organisation", timeZone: "Time zone" },
+  rules: {
+    events: "Events",
+    vehicles: "Vehicles (none: all)",
+    geofences: "Geofences (none: all)",
+    groups: "Vehicle groups, comma-separated",
+    channels: "Channels",
+    emails: "Email recipients, comma-separated",
+    cooldown: "Cooldown (s)",
+    activeFrom: "Active from",
+    activeTo: "Active until",
+    channel: { in_app: "In the app", email: "Email", webhook: "Webhook", push: "Push" },
+  },
 };
 
 export type Messages = typeof en;

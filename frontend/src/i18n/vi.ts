@@ -193,4 +193,21 @@ export const vi: Messages = {
     payload: "Dữ liệu",
   },
   profile: { title: "Hồ sơ", org: "Tổ chức", timeZone: "Múi giờ" },
+  rules: {
+    events: "Sự kiện",
+    vehicles: "Phương tiện (để trống: tất cả)",
+    geofences: "Vùng địa lý (để trống: tất cả)",
+    groups: "Nhóm phương tiện, cách nhau bằng dấu phẩy",
+    channels: "Kênh",
+    emails: "Email người nhận, cách nhau bằng dấu phẩy",
+    cooldown: "Thời gian chờ (giây)",
+    activeFrom: "Hoạt động từ",
+    activeTo: "Hoạt động đến",
+    channel: {
+      in_app: "Trong ứng dụng",
+      email: "Email",
+      webhook: "Webhook",
+      push: "Thông báo đẩy",
+    },
+  },
 };

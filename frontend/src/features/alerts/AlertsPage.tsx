@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { useTranslation } from "react-i18next";
-import { useNavigate, useSearchParams } from "react-router-dom";
+import { Link, useNavigate, useSearchParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { ProblemMessage } from "../../components/ProblemMessage";
 import { formatDateTime } from "../../lib/format";
@@ -74,6 +74,11 @@ export default function AlertsPage() {
   return (
     <main className="page">
       <h1>{t("alerts.title")}</h1>
+      <p>
+        <Link to="/alerts/rules" data-testid="alert-rules-link">
+          {t("alerts.rules")}
+        </Link>
+      </p>
       <div className="filters" role="search">
         <label>
           {t("alerts.status")}

@@ -19,6 +19,9 @@ import {
 /** Above this many vehicles, fixes jump instead of gliding (a glide re-sends every frame). */
 const GLIDE_LIMIT = 2000;
 const CLUSTER_MAX_ZOOM = 11;
+/** Above GLIDE_LIMIT vehicles the source is re-sent at most this often: re-sending 10,000
+ * features every frame would keep the main thread busy, and fixes come once a second anyway. */
+const BIG_FLEET_DRAW_INTERVAL_MS = 500;
 
 function arrowImage(size: number): ImageData {
   const canvas = document.createElement("canvas");
@@ -182,6 +185,7 @@ export function LiveMap({ names, onMap }: Props) {
       frame = 0;
       if (!map || !map.getSource("vehicles")) return;
       const now = Date.now();
+      lastDrawMs = now;
       const selectedKey = useLive.getState().selectedKey;
       const features = [];
       let selected = null;
@@ -210,8 +214,20 @@ export function LiveMap({ names, onMap }: Props) {
         map.easeTo({ center: selected.geometry.coordinates as [number, number], duration: 300 });
       if (gliding) frame = requestAnimationFrame(draw);
     };
+    let lastDrawMs = 0;
+    let delayed: ReturnType<typeof setTimeout> | undefined;
     const requestDraw = () => {
-      if (!frame) frame = requestAnimationFrame(draw);
+      if (frame || delayed) return;
+      const waitMs =
+        fleet.fixes.size > GLIDE_LIMIT ? lastDrawMs + BIG_FLEET_DRAW_INTERVAL_MS - Date.now() : 0;
+      if (waitMs > 0) {
+        delayed = setTimeout(() => {
+          delayed = undefined;
+          frame = requestAnimationFrame(draw);
+        }, waitMs);
+      } else {
+        frame = requestAnimationFrame(draw);
+      }
     };
 
     void createMap(container.current as HTMLDivElement).then((created) => {
@@ -305,6 +321,7 @@ export function LiveMap({ names, onMap }: Props) {
       unsubscribe();
       unsubscribeSelection();
       cancelAnimationFrame(frame);
+      clearTimeout(delayed);
       map?.remove();
       mapRef.current = null;
     };

@@ -1,0 +1,642 @@
+// Fleet administration: vehicles (and their driver), drivers, devices (credentials shown
+// once), users and roles (admins), and the ingest rejections (admins). The API enforces the
+// roles; the tabs only follow them.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { type FormEvent, type ReactNode, useState } from "react";
+import { useTranslation } from "react-i18next";
+import { useSearchParams } from "react-router-dom";
+import { api, unwrap, type Schemas } from "../../api/client";
+import { ProblemMessage } from "../../components/ProblemMessage";
+import { formatDateTime } from "../../lib/format";
+import { useCan } from "../auth/session";
+import { useDrivers, useVehicles } from "../vehicles/api";
+import { CredentialsPanel } from "./CredentialsPanel";
+
+// The API's own defaults, which the generated types make explicit.
+const VEHICLE_DEFAULTS = {
+  type: "car" as const,
+  status: "active" as const,
+  tags: [] as string[],
+  odometer_km: 0,
+};
+
+type Tab = "vehicles" | "drivers" | "devices" | "users" | "rejections";
+
+function Field({ label, children }: { label: string; children: ReactNode }) {
+  return (
+    <label>
+      {label}
+      {children}
+    </label>
+  );
+}
+
+function useRefresh(...keys: string[]) {
+  const client = useQueryClient();
+  return () => keys.forEach((key) => void client.invalidateQueries({ queryKey: [key] }));
+}
+
+function VehiclesTab() {
+  const { t } = useTranslation();
+  const vehicles = useVehicles();
+  const drivers = useDrivers();
+  const refresh = useRefresh("vehicles");
+  const [form, setForm] = useState({ name: "", plate: "", group: "" });
+  const create = useMutation({
+    mutationFn: async () =>
+      unwrap(
+        await api.POST("/api/v1/vehicles", {
+          body: {
+            ...VEHICLE_DEFAULTS,
+            name: form.name,
+            plate: form.plate,
+            group: form.group || null,
+          },
+        }),
+      ),
+    onSuccess: () => {
+      setForm({ name: "", plate: "", group: "" });
+      refresh();
+    },
+  });
+  const remove = useMutation({
+    mutationFn: async (id: string) =>
+      unwrap(
+        await api.DELETE("/api/v1/vehicles/{vehicle_id}", { params: { path: { vehicle_id: id } } }),
+      ),
+    onSuccess: refresh,
+  });
+  const assign = useMutation({
+    mutationFn: async ({ vehicleId, driverId }: { vehicleId: string; driverId: string | null }) =>
+      unwrap(
+        await api.PUT("/api/v1/vehicles/{vehicle_id}/driver", {
+          params: { path: { vehicle_id: vehicleId } },
+          body: { driver_id: driverId },
+        }),
+      ),
+    onSuccess: refresh,
+  });
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    create.mutate();
+  };
+  return (
+    <>
+      <form className="form card" onSubmit={submit} data-testid="vehicle-form">
+        <Field label={t("common.name")}>
+          <input
+            required
+            value={form.name}
+            onChange={(e) => setForm({ ...form, name: e.target.value })}
+            data-testid="vehicle-name"
+          />
+        </Field>
+        <Field label={t("admin.plate")}>
+          <input
+            required
+            value={form.plate}
+            onChange={(e) => setForm({ ...form, plate: e.target.value })}
+            data-testid="vehicle-plate"
+          />
+        </Field>
+        <Field label={t("admin.group")}>
+          <input value={form.group} onChange={(e) => setForm({ ...form, group: e.target.value })} />
+        </Field>
+        <button
+          type="submit"
+          className="primary"
+          disabled={create.isPending}
+          data-testid="vehicle-create"
+        >
+          {t("common.create")}
+        </button>
+      </form>
+      <ProblemMessage error={vehicles.error ?? create.error ?? remove.error ?? assign.error} />
+      <div className="table-wrap">
+        <table data-testid="admin-vehicles">
+          <thead>
+            <tr>
+              <th>{t("common.name")}</th>
+              <th>{t("admin.plate")}</th>
+              <th>{t("admin.group")}</th>
+              <th>{t("admin.assignDriver")}</th>
+              <th>{t("common.actions")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(vehicles.data ?? []).map((v) => (
+              <tr key={v.id}>
+                <td>{v.name}</td>
+                <td>{v.plate}</td>
+                <td>{v.group ?? "—"}</td>
+                <td>
+                  <select
+                    value={v.current_driver_id ?? ""}
+                    onChange={(e) =>
+                      assign.mutate({ vehicleId: v.id, driverId: e.target.value || null })
+                    }
+                    aria-label={t("admin.assignDriver")}
+                    data-testid="assign-driver"
+                  >
+                    <option value="">{t("admin.none")}</option>
+                    {(drivers.data ?? []).map((d) => (
+                      <option key={d.id} value={d.id}>
+                        {d.name}
+                      </option>
+                    ))}
+                  </select>
+                </td>
+                <td>
+                  <button type="button" onClick={() => remove.mutate(v.id)}>
+                    {t("common.delete")}
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+function DriversTab() {
+  const { t } = useTranslation();
+  const drivers = useDrivers();
+  const refresh = useRefresh("drivers");
+  const [form, setForm] = useState({ name: "", licence_number: "", phone: "" });
+  const create = useMutation({
+    mutationFn: async () =>
+      unwrap(
+        await api.POST("/api/v1/drivers", {
+          body: { name: form.name, licence_number: form.licence_number, phone: form.phone || null },
+        }),
+      ),
+    onSuccess: () => {
+      setForm({ name: "", licence_number: "", phone: "" });
+      refresh();
+    },
+  });
+  const remove = useMutation({
+    mutationFn: async (id: string) =>
+      unwrap(
+        await api.DELETE("/api/v1/drivers/{driver_id}", { params: { path: { driver_id: id } } }),
+      ),
+    onSuccess: refresh,
+  });
+  return (
+    <>
+      <form
+        className="form card"
+        onSubmit={(e) => {
+          e.preventDefault();
+          create.mutate();
+        }}
+        data-testid="driver-form"
+      >
+        <Field label={t("common.name")}>
+          <input
+            required
+            value={form.name}
+            onChange={(e) => setForm({ ...form, name: e.target.value })}
+          />
+        </Field>
+        <Field label={t("admin.licence")}>
+          <input
+            required
+            value={form.licence_number}
+            onChange={(e) => setForm({ ...form, licence_number: e.target.value })}
+          />
+        </Field>
+        <Field label={t("admin.phone")}>
+          <input
+            type="tel"
+            value={form.phone}
+            onChange={(e) => setForm({ ...form, phone: e.target.value })}
+          />
+        </Field>
+        <button type="submit" className="primary" disabled={create.isPending}>
+          {t("common.create")}
+        </button>
+      </form>
+      <ProblemMessage error={drivers.error ?? create.error ?? remove.error} />
+      <table>
+        <thead>
+          <tr>
+            <th>{t("common.name")}</th>
+            <th>{t("admin.licence")}</th>
+            <th>{t("admin.phone")}</th>
+            <th>{t("common.actions")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(drivers.data ?? []).map((d) => (
+            <tr key={d.id}>
+              <td>{d.name}</td>
+              <td>{d.licence_number}</td>
+              <td>{d.phone ?? "—"}</td>
+              <td>
+                <button type="button" onClick={() => remove.mutate(d.id)}>
+                  {t("common.delete")}
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}
+
+function DevicesTab() {
+  const { t, i18n } = useTranslation();
+  const vehicles = useVehicles();
+  const refresh = useRefresh("devices");
+  const devices = useQuery({
+    queryKey: ["devices"],
+    queryFn: async () =>
+      unwrap(await api.GET("/api/v1/devices", { params: { query: { limit: 200 } } })).items,
+  });
+  const [form, setForm] = useState({
+    uid: "",
+    name: "",
+    vehicle_id: "",
+    protocol: "mqtt" as Schemas["DeviceProtocol"],
+  });
+  const [shown, setShown] = useState<{
+    uid: string;
+    credentials: Schemas["BrokerCredentials"];
+  } | null>(null);
+  const create = useMutation({
+    mutationFn: async () =>
+      unwrap(
+        await api.POST("/api/v1/devices", {
+          body: {
+            uid: form.uid,
+            name: form.name,
+            protocol: form.protocol,
+            vehicle_id: form.vehicle_id || null,
+            active: true,
+          },
+        }),
+      ),
+    onSuccess: (device) => {
+      setShown({ uid: device.uid, credentials: device.credentials });
+      setForm({ ...form, uid: "", name: "" });
+      refresh();
+    },
+  });
+  const rotate = useMutation({
+    mutationFn: async (device: Schemas["DeviceOut"]) => {
+      const rotated = unwrap(
+        await api.POST("/api/v1/devices/{device_id}/credentials", {
+          params: { path: { device_id: device.id } },
+        }),
+      );
+      return { uid: device.uid, credentials: rotated as Schemas["BrokerCredentials"] };
+    },
+    onSuccess: (result) => setShown(result),
+  });
+  const remove = useMutation({
+    mutationFn: async (id: string) =>
+      unwrap(
+        await api.DELETE("/api/v1/devices/{device_id}", { params: { path: { device_id: id } } }),
+      ),
+    onSuccess: refresh,
+  });
+  const names = new Map((vehicles.data ?? []).map((v) => [v.id, v.name]));
+  return (
+    <>
+      <form
+        className="form card"
+        onSubmit={(e) => {
+          e.preventDefault();
+          create.mutate();
+        }}
+        data-testid="device-form"
+      >
+        <Field label={t("admin.uid")}>
+          <input
+            required
+            value={form.uid}
+            onChange={(e) => setForm({ ...form, uid: e.target.value })}
+            data-testid="device-uid"
+          />
+        </Field>
+        <Field label={t("common.name")}>
+          <input
+            required
+            value={form.name}
+            onChange={(e) => setForm({ ...form, name: e.target.value })}
+            data-testid="device-name"
+          />
+        </Field>
+        <Field label={t("admin.protocol")}>
+          <select
+            value={form.protocol}
+            onChange={(e) =>
+              setForm({ ...form, protocol: e.target.value as Schemas["DeviceProtocol"] })
+            }
+          >
+            {(["mqtt", "owntracks", "osmand"] as const).map((p) => (
+              <option key={p} value={p}>
+                {p}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label={t("admin.vehicle")}>
+          <select
+            value={form.vehicle_id}
+            onChange={(e) => setForm({ ...form, vehicle_id: e.target.value })}
+            data-testid="device-vehicle"
+          >
+            <option value="">{t("admin.none")}</option>
+            {(vehicles.data ?? []).map((v) => (
+              <option key={v.id} value={v.id}>
+                {v.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <button
+          type="submit"
+          className="primary"
+          disabled={create.isPending}
+          data-testid="device-create"
+        >
+          {t("common.create")}
+        </button>
+      </form>
+      {shown ? (
+        <CredentialsPanel
+          uid={shown.uid}
+          credentials={shown.credentials}
+          onClose={() => setShown(null)}
+        />
+      ) : null}
+      <ProblemMessage error={devices.error ?? create.error ?? rotate.error ?? remove.error} />
+      <div className="table-wrap">
+        <table data-testid="admin-devices">
+          <thead>
+            <tr>
+              <th>{t("common.name")}</th>
+              <th>{t("admin.uid")}</th>
+              <th>{t("admin.protocol")}</th>
+              <th>{t("admin.vehicle")}</th>
+              <th>{t("admin.receivedAt")}</th>
+              <th>{t("common.actions")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(devices.data ?? []).map((d) => (
+              <tr key={d.id}>
+                <td>{d.name}</td>
+                <td>{d.uid}</td>
+                <td>{d.protocol}</td>
+                <td>
+                  {d.vehicle_id ? (names.get(d.vehicle_id) ?? d.vehicle_id.slice(0, 8)) : "—"}
+                </td>
+                <td>{d.last_seen_at ? formatDateTime(d.last_seen_at, i18n.language) : "—"}</td>
+                <td>
+                  <button
+                    type="button"
+                    onClick={() => rotate.mutate(d)}
+                    data-testid="device-rotate"
+                  >
+                    {t("admin.rotate")}
+                  </button>{" "}
+                  <button type="button" onClick={() => remove.mutate(d.id)}>
+                    {t("common.delete")}
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+const ROLES = ["admin", "dispatcher", "viewer"] as const;
+
+function UsersTab() {
+  const { t } = useTranslation();
+  const refresh = useRefresh("users");
+  const users = useQuery({
+    queryKey: ["users"],
+    queryFn: async () =>
+      unwrap(await api.GET("/api/v1/users", { params: { query: { limit: 200 } } })).items,
+  });
+  const [form, setForm] = useState<Schemas["UserCreate"]>({
+    email: "",
+    full_name: "",
+    password: "",
+    role: "viewer",
+  });
+  const create = useMutation({
+    mutationFn: async () => unwrap(await api.POST("/api/v1/users", { body: form })),
+    onSuccess: () => {
+      setForm({ email: "", full_name: "", password: "", role: "viewer" });
+      refresh();
+    },
+  });
+  const update = useMutation({
+    mutationFn: async ({ id, body }: { id: string; body: Schemas["UserUpdate"] }) =>
+      unwrap(
+        await api.PATCH("/api/v1/users/{user_id}", { params: { path: { user_id: id } }, body }),
+      ),
+    onSuccess: refresh,
+  });
+  return (
+    <>
+      <form
+        className="form card"
+        onSubmit={(e) => {
+          e.preventDefault();
+          create.mutate();
+        }}
+        data-testid="user-form"
+      >
+        <Field label={t("admin.email")}>
+          <input
+            type="email"
+            required
+            value={form.email}
+            onChange={(e) => setForm({ ...form, email: e.target.value })}
+            data-testid="user-email"
+          />
+        </Field>
+        <Field label={t("auth.fullName")}>
+          <input
+            required
+            value={form.full_name}
+            onChange={(e) => setForm({ ...form, full_name: e.target.value })}
+            data-testid="user-full-name"
+          />
+        </Field>
+        <Field label={t("auth.password")}>
+          <input
+            type="password"
+            autoComplete="new-password"
+            required
+            value={form.password}
+            onChange={(e) => setForm({ ...form, password: e.target.value })}
+            data-testid="user-password"
+          />
+        </Field>
+        <Field label={t("admin.role")}>
+          <select
+            value={form.role}
+            onChange={(e) =>
+              setForm({ ...form, role: e.target.value as Schemas["UserCreate"]["role"] })
+            }
+            data-testid="user-role"
+          >
+            {ROLES.map((r) => (
+              <option key={r} value={r}>
+                {t(`role.${r}`)}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <button
+          type="submit"
+          className="primary"
+          disabled={create.isPending}
+          data-testid="user-create"
+        >
+          {t("common.create")}
+        </button>
+      </form>
+      <ProblemMessage error={users.error ?? create.error ?? update.error} />
+      <table data-testid="admin-users">
+        <thead>
+          <tr>
+            <th>{t("admin.email")}</th>
+            <th>{t("auth.fullName")}</th>
+            <th>{t("admin.role")}</th>
+            <th>{t("admin.active")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(users.data ?? []).map((u) => (
+            <tr key={u.id}>
+              <td>{u.email}</td>
+              <td>{u.full_name}</td>
+              <td>
+                <select
+                  value={u.role}
+                  onChange={(e) =>
+                    update.mutate({
+                      id: u.id,
+                      body: { role: e.target.value as (typeof ROLES)[number] },
+                    })
+                  }
+                  aria-label={t("admin.role")}
+                >
+                  {ROLES.map((r) => (
+                    <option key={r} value={r}>
+                      {t(`role.${r}`)}
+                    </option>
+                  ))}
+                </select>
+              </td>
+              <td>
+                <input
+                  type="checkbox"
+                  checked={u.is_active}
+                  onChange={(e) =>
+                    update.mutate({ id: u.id, body: { is_active: e.target.checked } })
+                  }
+                  aria-label={t("admin.active")}
+                />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}
+
+function RejectionsTab() {
+  const { t, i18n } = useTranslation();
+  const rejections = useQuery({
+    queryKey: ["rejections"],
+    queryFn: async () =>
+      unwrap(await api.GET("/api/v1/ingest/rejections", { params: { query: { limit: 200 } } }))
+        .items,
+  });
+  return (
+    <>
+      <ProblemMessage error={rejections.error} />
+      <div className="table-wrap">
+        <table data-testid="admin-rejections">
+          <thead>
+            <tr>
+              <th>{t("admin.receivedAt")}</th>
+              <th>{t("admin.source")}</th>
+              <th>{t("admin.uid")}</th>
+              <th>{t("admin.reason")}</th>
+              <th>{t("admin.payload")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(rejections.data ?? []).map((r) => (
+              <tr key={r.id}>
+                <td>{formatDateTime(r.received_at, i18n.language)}</td>
+                <td>{r.source}</td>
+                <td>{r.device_uid ?? "—"}</td>
+                <td>
+                  {r.reason}
+                  <div className="row-sub">{r.detail}</div>
+                </td>
+                <td>
+                  <code className="secret">{r.payload.slice(0, 200)}</code>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+export default function AdminPage() {
+  const { t } = useTranslation();
+  const can = useCan();
+  const [params, setParams] = useSearchParams();
+  const tabs: Tab[] = can.manageUsers
+    ? ["vehicles", "drivers", "devices", "users", "rejections"]
+    : ["vehicles", "drivers", "devices"];
+  const requested = params.get("tab") as Tab | null;
+  const tab: Tab = requested && tabs.includes(requested) ? requested : "vehicles";
+  if (!can.edit) return null;
+  return (
+    <main className="page">
+      <h1>{t("nav.admin")}</h1>
+      <div className="tabs" role="tablist">
+        {tabs.map((name) => (
+          <button
+            key={name}
+            type="button"
+            role="tab"
+            aria-selected={tab === name}
+            onClick={() => setParams({ tab: name })}
+            data-testid={`admin-tab-${name}`}
+          >
+            {t(`admin.${name}`)}
+          </button>
+        ))}
+      </div>
+      {tab === "vehicles" ? <VehiclesTab /> : null}
+      {tab === "drivers" ? <DriversTab /> : null}
+      {tab === "devices" ? <DevicesTab /> : null}
+      {tab === "users" ? <UsersTab /> : null}
+      {tab === "rejections" ? <RejectionsTab /> : null}
+    </main>
+  );
+}
