@@ -200,8 +200,9 @@ async def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-async def distinct_colours(page: Page, png: bytes) -> int:
-    """How many different colours a PNG has, decoded by the browser itself (no Pillow)."""
+async def colour_shares(page: Page, png: bytes) -> list[float]:
+    """The shares of a PNG's most common colours, largest first, decoded by the browser
+    itself (no Pillow): a base map shows at least land and sea as large areas."""
     data_url = "data:image/png;base64," + base64.b64encode(png).decode()
     return await page.evaluate(
         """async (src) => {
@@ -214,11 +215,14 @@ async def distinct_colours(page: Page, png: bytes) -> int:
             const ctx = canvas.getContext("2d");
             ctx.drawImage(image, 0, 0);
             const pixels = ctx.getImageData(0, 0, image.width, image.height).data;
-            const seen = new Set();
-            for (let i = 0; i < pixels.length; i += 4 * 7) {
-                seen.add((pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2]);
+            const counts = new Map();
+            let total = 0;
+            for (let i = 0; i < pixels.length; i += 4 * 5) {
+                const colour = (pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2];
+                counts.set(colour, (counts.get(colour) || 0) + 1);
+                total += 1;
             }
-            return seen.size;
+            return [...counts.values()].sort((a, b) => b - a).slice(0, 5).map((n) => n / total);
         }""",
         data_url,
     )

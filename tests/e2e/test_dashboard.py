@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import (
     PASSWORD,
-    distinct_colours,
+    colour_shares,
     eventually,
     offline_context,
     screenshot,
@@ -67,6 +67,11 @@ async def test_register_sign_in_and_watch_vehicles_appear_and_move(page, e2e_gat
 
     await eventually(all_listed)
     assert await page.get_by_test_id("live-status").get_attribute("data-state") == "live"
+
+    async def on_the_map():
+        return await page.evaluate("window.__fleet.vehiclesDrawn") == len(devices)
+
+    await eventually(on_the_map)
     await eventually(lambda: _drawn(page))
     before = await map_png(page)
     listed_before = await all_listed()
@@ -88,7 +93,13 @@ async def test_register_sign_in_and_watch_vehicles_appear_and_move(page, e2e_gat
 
 async def _drawn(page) -> bool:
     """The map canvas shows more than a blank or single-colour area."""
-    return await distinct_colours(page, await map_png(page)) > 20
+    return len(await colour_shares(page, await map_png(page))) >= 3
+
+
+async def _land_and_sea(page) -> bool:
+    """At least two colours each fill a good part of the map: land and water."""
+    shares = await colour_shares(page, await map_png(page))
+    return len([s for s in shares if s >= 0.05]) >= 2
 
 
 async def test_select_a_vehicle_open_its_history_replay_it_and_export_gpx(
@@ -287,8 +298,11 @@ async def test_the_map_renders_with_no_network_at_all(browser, e2e_gateway, make
     try:
         page = await context.new_page()
         org = make_org()
+        # Ho Chi Minh City and Singapore: the map fits both, with the sea between them.
+        for lon, lat in [(106.70, 10.77), (103.85, 1.29)]:
+            org.publish(org.add_vehicle(f"At {lon}", lon, lat))
         await sign_in(page, e2e_gateway, org.email)
-        await eventually(lambda: _drawn(page))
+        await eventually(lambda: _land_and_sea(page))
         await screenshot(page, f"offline-map-{style}")
         blocked = context.blocked  # type: ignore[attr-defined]
         if style == "unreachable":
