@@ -166,7 +166,7 @@ def start_platform(base: Path) -> tuple[Stack, dict[str, str], list[subprocess.P
             stderr=subprocess.STDOUT,
         )
         processes.append(process)
-        wait_until_live(ports[service], process=process)
+        wait_until_live(ports[service], timeout_s=300, process=process)  # a busy machine
     return stack, env, processes, f"http://127.0.0.1:{ports['gateway']}"
 
 
