@@ -73,3 +73,8 @@ frontend-lint: $(FRONTEND_DEPS)
 # test_openapi.py checks against the services), then the unit tests.
 frontend-test: $(FRONTEND_DEPS)
 	@cd frontend && npm run --silent check:api && npx vitest run
+
+# --- the dashboard's benchmark (needs the build: frontend-build) ------------------------------
+.PHONY: bench-dashboard
+bench-dashboard: sync frontend-build
+	@$(UV) run --no-sync python services/gateway/bench/dashboard.py $(BENCH_ARGS)

@@ -21,6 +21,8 @@ have npm || missing+=(npm)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
+# The dashboard's browser tests and bench run in Debian's Chromium (never a downloaded one).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # uv for every user of the machine (/usr/local/bin), so that `sudo make bootstrap` once is
 # enough for an ordinary user too; a user's own uv on PATH or in ~/.local/bin also does.
 need_uv=0

@@ -1,5 +1,7 @@
 """Gateway settings, read from the environment with the `GATEWAY_` prefix."""
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -42,6 +44,15 @@ class Settings(CommonSettings):
     # Missed pongs after which a socket is considered dead: closed after this many intervals.
     ws_missed_pings: int = Field(3, ge=1)
     ws_queue_size: int = Field(256, ge=1)
+    # Batched sockets (`?batch=1`): positions gathered this long, or this many, per message.
+    ws_batch_window_s: float = Field(0.2, gt=0, le=5)
+    ws_batch_max_positions: int = Field(1000, ge=1)
+
+    # The built dashboard, served at `/` (relative to the working directory: the repository
+    # under `make run`). Docker and Kubernetes serve it from its own nginx image instead.
+    dashboard_dir: Path = Path("frontend/dist")
+    # Upstream OpenAPI documents are fetched again after this long (`/api/v1/openapi.json`).
+    openapi_cache_s: float = Field(60.0, ge=0)
 
     def upstream_urls(self) -> dict[str, str]:
         return {

@@ -5,6 +5,13 @@ Each socket has one writer task (everything it is sent goes through its queue), 
 pings (`{"type": "ping"}`, answered by any client message, normally `{"type": "pong"}`), and
 closes when its token expires unless the client sends `{"type": "token", "token": …}` with
 a fresh token of the same user.
+
+A socket opened with `?batch=1` gets its positions gathered into
+`{"type": "positions", "data": [...]}` messages, one per `ws_batch_window_s` (or per
+`ws_batch_max_positions`): at 10,000 positions a second one message each costs the gateway
+a send per position and socket, and the browser a message event per position. Everything
+else (alerts, pings, token answers) still goes out at once, after the positions gathered
+before it.
 """
 
 import asyncio
@@ -29,13 +36,17 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_PING_TIMEOUT = 4408
 CLOSE_TRY_AGAIN_LATER = 1013  # the client reads too slowly to keep up
 
+# How the location service publishes a position (its Lua script writes exactly this).
+POSITION_PREFIX = '{"type":"position","data":'
+
 
 class Subscriber:
     """One socket's inbox. Overflow marks it for closing instead of blocking the org's feed."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, batch: bool = False) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(size)
         self.overflowed = asyncio.Event()
+        self.batch = batch
 
     def offer(self, message: str) -> None:
         try:
@@ -44,12 +55,68 @@ class Subscriber:
             self.overflowed.set()
 
 
+def position_data(message: str) -> str | None:
+    """The `data` of a `{"type": "position"}` message as JSON text; None for other messages."""
+    if message.startswith(POSITION_PREFIX) and message.endswith("}"):
+        return message[len(POSITION_PREFIX) : -1]  # the common case: no parsing
+    try:
+        decoded = json.loads(message)
+    except ValueError:
+        return None
+    if isinstance(decoded, dict) and decoded.get("type") == "position" and "data" in decoded:
+        return json.dumps(decoded["data"], separators=(",", ":"))
+    return None
+
+
+class PositionBatch:
+    """An org's batched sockets and the positions waiting for their next message."""
+
+    def __init__(self, window_s: float, max_positions: int) -> None:
+        self.window_s = window_s
+        self.max_positions = max_positions
+        self.subscribers: set[Subscriber] = set()
+        self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, data: str) -> None:
+        self._pending.append(data)
+        if len(self._pending) >= self.max_positions:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.window_s, self.flush)
+
+    def offer(self, message: str) -> None:
+        """Send `message` now, after the positions gathered so far (order is kept)."""
+        self.flush()
+        for subscriber in list(self.subscribers):
+            subscriber.offer(message)
+
+    def flush(self) -> None:
+        self.cancel()
+        if not self._pending:
+            return
+        message = '{"type":"positions","data":[' + ",".join(self._pending) + "]}"
+        self._pending = []
+        for subscriber in list(self.subscribers):
+            subscriber.offer(message)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class LiveHub:
     """Shares one Redis pub/sub subscription per org among that org's sockets."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(
+        self, redis: Redis, *, batch_window_s: float = 0.2, batch_max_positions: int = 1000
+    ) -> None:
         self.redis = redis
+        self.batch_window_s = batch_window_s
+        self.batch_max_positions = batch_max_positions
         self._subscribers: dict[UUID, set[Subscriber]] = {}
+        self._batches: dict[UUID, PositionBatch] = {}
         self._readers: dict[UUID, asyncio.Task[None]] = {}
         self._subscribed: dict[UUID, asyncio.Event] = {}
 
@@ -59,6 +126,13 @@ class LiveHub:
     async def join(self, org_id: UUID, subscriber: Subscriber, *, wait_s: float = 5.0) -> None:
         """Add a socket; the first of an org starts the org's subscription."""
         self._subscribers.setdefault(org_id, set()).add(subscriber)
+        if subscriber.batch:
+            batch = self._batches.get(org_id)
+            if batch is None:
+                batch = self._batches[org_id] = PositionBatch(
+                    self.batch_window_s, self.batch_max_positions
+                )
+            batch.subscribers.add(subscriber)
         if org_id not in self._readers:
             self._subscribed[org_id] = asyncio.Event()
             self._readers[org_id] = asyncio.create_task(self._read(org_id))
@@ -72,6 +146,12 @@ class LiveHub:
         if subscribers is None:
             return
         subscribers.discard(subscriber)
+        batch = self._batches.get(org_id)
+        if batch is not None:
+            batch.subscribers.discard(subscriber)
+            if not batch.subscribers:
+                batch.cancel()
+                del self._batches[org_id]
         if not subscribers:
             del self._subscribers[org_id]
             self._subscribed.pop(org_id, None)
@@ -87,6 +167,9 @@ class LiveHub:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+        for batch in self._batches.values():
+            batch.cancel()
+        self._batches.clear()
         self._subscribers.clear()
 
     async def _read(self, org_id: UUID) -> None:
@@ -106,14 +189,28 @@ class LiveHub:
                             continue
                         data = message["data"]
                         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-                        for subscriber in list(self._subscribers.get(org_id, ())):
-                            subscriber.offer(text)
+                        self._deliver(org_id, text)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("live subscription lost; retrying", org_id=str(org_id), error=str(exc))
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 10.0)
+
+    def _deliver(self, org_id: UUID, text: str) -> None:
+        batch = self._batches.get(org_id)
+        if batch is None:
+            for subscriber in list(self._subscribers.get(org_id, ())):
+                subscriber.offer(text)
+            return
+        for subscriber in list(self._subscribers.get(org_id, ())):
+            if not subscriber.batch:
+                subscriber.offer(text)
+        data = position_data(text)
+        if data is None:
+            batch.offer(text)
+        else:
+            batch.add(data)
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
@@ -141,7 +238,8 @@ async def live_socket(websocket: WebSocket) -> None:
         await _close(websocket, CLOSE_UNAUTHORIZED, exc.detail[:120])
         return
 
-    subscriber = Subscriber(settings.ws_queue_size)
+    batch = websocket.query_params.get("batch", "").lower() in ("1", "true")
+    subscriber = Subscriber(settings.ws_queue_size, batch=batch)
     await hub.join(principal.org_id, subscriber)
     writer = asyncio.create_task(_pump(websocket, subscriber))
     overflow = asyncio.create_task(subscriber.overflowed.wait())

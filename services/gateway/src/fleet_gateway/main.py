@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from fleet_common.app import create_service_app
 from fleet_common.health import HealthCheck
+from fleet_gateway import api_docs
 from fleet_gateway.config import Settings
+from fleet_gateway.dashboard import Dashboard
 from fleet_gateway.live import LiveHub, live_socket
 from fleet_gateway.proxy import Forwarder, create_upstreams
 from fleet_gateway.rate_limit import RateLimiter
@@ -43,9 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstreams = create_upstreams(settings)
+        app.state.combined_openapi = api_docs.CombinedOpenAPI(
+            app.state.upstreams, settings.openapi_cache_s
+        )
         common = app.state.token_verifier
         app.state.token_verifier = CachingTokenVerifier(common.jwks, common.issuer)
-        app.state.live_hub = LiveHub(app.state.redis)
+        app.state.live_hub = LiveHub(
+            app.state.redis,
+            batch_window_s=settings.ws_batch_window_s,
+            batch_max_positions=settings.ws_batch_max_positions,
+        )
         try:
             yield
         finally:
@@ -63,13 +72,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         health_checks=[],
         title="Fleet Tracker API",
+        # The gateway documents the whole API at /api/v1/docs (api_docs), not itself at /docs.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.health_checks.extend(_upstream_check(app, name) for name in upstream_names)
     app.state.rate_limiter = RateLimiter(app.state.redis)
     app.add_api_websocket_route("/api/v1/ws", live_socket)
-    # Last, so the gateway's own routes (health, metrics, docs, WebSocket) match first.
+    app.include_router(api_docs.router)
+    app.router.routes.append(Mount(api_docs.DOCS_ASSETS_PATH, api_docs.docs_assets()))
+    # Last, so the gateway's own routes (health, metrics, docs, WebSocket) match first; what
+    # the routing table does not claim is the dashboard's.
     app.router.routes.append(
-        Route("/{path:path}", Forwarder(), methods=PROXIED_METHODS, include_in_schema=False)
+        Route(
+            "/{path:path}",
+            Forwarder(fallback=Dashboard(settings.dashboard_dir)),
+            methods=PROXIED_METHODS,
+            include_in_schema=False,
+        )
     )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(

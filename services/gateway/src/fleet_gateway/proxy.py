@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import httpx
 from starlette.requests import ClientDisconnect, Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet_common.auth import Principal, TokenVerifier, bearer_token
 from fleet_common.client_address import client_address, is_trusted
@@ -196,7 +196,13 @@ def _rate_limit_subject(scope: Scope, rule: RouteRule, principal: Principal | No
 
 
 class Forwarder:
-    """The proxy as a plain ASGI app: check, limit and forward by the routing table."""
+    """The proxy as a plain ASGI app: check, limit and forward by the routing table.
+
+    Paths the table does not claim go to `fallback` (the dashboard), or are a 404.
+    """
+
+    def __init__(self, fallback: ASGIApp | None = None) -> None:
+        self.fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["app"].state
@@ -204,7 +210,10 @@ class Forwarder:
         path: str = scope["path"]
         rule = match_route(path)
         if rule is None:
-            raise NotFoundError(f"no route for {path}")
+            if self.fallback is None:
+                raise NotFoundError(f"no route for {path}")
+            await self.fallback(scope, receive, send)
+            return
         # Metrics and the access log label the request by its routing rule.
         scope["route"] = rule
 

@@ -1,0 +1,362 @@
+"""`make bench-dashboard`: the dashboard in headless Chromium with 10,000 vehicles each
+updating once a second, through the real WebSocket, against a baseline page that updates
+its map source once per message, in the same run.
+
+The stack is real: PostgreSQL, Redis and Mosquitto (fleet_devstack, in a temporary folder)
+and the five services as uvicorn processes, the gateway serving `frontend/dist`. An org is
+registered; the 10,000 vehicles' latest positions are written to its Redis hash (what
+`GET /positions/latest` reads), and a publisher process sends their positions to the org's
+live channel at 10,000 a second, spelled as the location service's script spells them (so
+the gateway, its WebSocket and the page are measured, not the ingest pipeline; see
+`make bench-ingest` for that).
+
+The app signs in through its form and opens its batched socket (`?batch=1`). The baseline
+is a page served by the bench (MapLibre from the app's own node_modules, the same
+positions over the same gateway, one message per position) that calls `setData` on its
+GeoJSON source for every message, as a dashboard without coalescing does.
+
+Printed for each: the main thread's busy share while applying updates and the longest task
+(Chrome's Performance metrics and long-task entries), frames per second, the time from
+sign-in to all 10,000 vehicles shown (the app: its vehicle list counts them all and its map
+source holds them all, `window.__fleet.vehiclesDrawn`; the baseline: its source holds them
+all), the JS heap after garbage collection
+at the start and the end of the measured window, and the app's JS bundle gzipped (initial:
+index.html's scripts and preloads; and all of it).
+
+    uv run python services/gateway/bench/dashboard.py [--minutes 5] [--quick]
+"""
+
+import argparse
+import asyncio
+import gzip
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import redis
+from live_batch import VEHICLES, position_message, vehicle_ids
+from playwright.async_api import Page, async_playwright
+
+from fleet_devstack.servers import free_port, remove_tree
+from fleet_devstack.stack import (
+    DATABASES,
+    REPO_ROOT,
+    SERVICE_PORTS,
+    Stack,
+    migrate,
+    service_command,
+    wait_until_live,
+)
+
+FRONTEND = REPO_ROOT / "frontend"
+DIST = FRONTEND / "dist"
+MAPLIBRE = FRONTEND / "node_modules" / "maplibre-gl" / "dist"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "Bench-Passw0rd-2026"  # noqa: S105 - a throwaway bench user
+GOALS = {"busy": 0.25, "longest_ms": 100.0, "drawn_s": 3.0, "initial_js_kb": 600.0}
+
+# Collected in every page from its first script: long tasks and animation frames.
+PROBE = """
+window.__bench = {longest: 0, longTasks: 0, frames: 0};
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    window.__bench.longTasks += 1;
+    window.__bench.longest = Math.max(window.__bench.longest, entry.duration);
+  }
+}).observe({type: "longtask", buffered: true});
+const countFrame = () => { window.__bench.frames += 1; requestAnimationFrame(countFrame); };
+requestAnimationFrame(countFrame);
+"""
+
+BASELINE_HTML = """<!doctype html><html><head><meta charset="utf-8">
+<link rel="stylesheet" href="/__bench/maplibre-gl.css">
+<style>html,body,#map{margin:0;height:100%}</style></head><body><div id="map"></div>
+<script src="/__bench/maplibre-gl.js"></script>
+<script>
+const token = new URLSearchParams(location.search).get("token");
+const features = new Map();
+window.__drawn = 0;
+const map = new maplibregl.Map({
+  container: "map",
+  style: {version: 8, sources: {}, layers: [
+    {id: "bg", type: "background", paint: {"background-color": "#dfe7ef"}}]},
+  center: [106.65, 10.75], zoom: 9,
+});
+const feature = (p) => ({type: "Feature", id: p.vehicle_id,
+  geometry: {type: "Point", coordinates: [p.lon, p.lat]}, properties: {speed: p.speed_kph}});
+const draw = () => {
+  map.getSource("v").setData({type: "FeatureCollection", features: [...features.values()]});
+  window.__drawn = features.size;
+};
+map.on("load", async () => {
+  map.addSource("v", {type: "geojson", data: {type: "FeatureCollection", features: []}});
+  map.addLayer({id: "v", type: "circle", source: "v",
+    paint: {"circle-radius": 3, "circle-color": "#1a73e8"}});
+  const latest = await fetch("/api/v1/positions/latest?limit=10000",
+    {headers: {Authorization: "Bearer " + token}});
+  for (const p of (await latest.json()).items) features.set(p.vehicle_id, feature(p));
+  draw();
+  const socket = new WebSocket(`ws://${location.host}/api/v1/ws?token=${token}`);
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "ping") { socket.send('{"type":"pong"}'); return; }
+    if (message.type !== "position") return;
+    features.set(message.data.vehicle_id, feature(message.data));
+    draw();  // once per message: what the app's per-frame coalescing avoids
+  };
+});
+</script></body></html>"""
+
+
+def bundle_kb() -> tuple[float, float]:
+    """(initial, all) JS of the build, gzipped, in KB."""
+    index = (DIST / "index.html").read_text()
+    initial = set(re.findall(r'(?:src|href)="(/assets/[^"]+\.js)"', index))
+    sizes = {
+        f"/assets/{path.name}": len(gzip.compress(path.read_bytes(), 9))
+        for path in (DIST / "assets").glob("*.js")
+    }
+    return sum(sizes[p] for p in initial) / 1024, sum(sizes.values()) / 1024
+
+
+def start_platform(base: Path) -> tuple[Stack, dict[str, str], list[subprocess.Popen], str]:
+    stack = Stack.create(
+        base, pg_port=free_port(), redis_port=free_port(), mqtt_port=free_port(), durable=False
+    )
+    stack.start()
+    stack.create_databases()
+    ports = {name: free_port() for name in SERVICE_PORTS}
+    env = stack.service_env(
+        service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
+        keys_dir=base / "keys",
+    )
+    env.update(
+        {
+            "LOG_LEVEL": "WARNING",
+            "GATEWAY_DASHBOARD_DIR": str(DIST),
+            # The latest positions are never refreshed by devices here: not "offline".
+            "LOCATION_OFFLINE_AFTER_S": "86400",
+        }
+    )
+    for service in DATABASES:
+        migrate(service, env)
+    processes = []
+    for service in ["auth", "vehicle", "location", "notification", "gateway"]:
+        log = (base / f"{service}.log").open("w")
+        process = subprocess.Popen(  # noqa: S603 - our own service command
+            service_command(service, ports[service]),
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        wait_until_live(ports[service], timeout_s=300, process=process)  # a busy machine
+    return stack, env, processes, f"http://127.0.0.1:{ports['gateway']}"
+
+
+def seed_latest(redis_url: str, org_id: str) -> None:
+    """Every vehicle's latest position, as the location service writes it."""
+    client = redis.Redis.from_url(redis_url)
+    ids = vehicle_ids()
+    latest = {}
+    for n, vehicle in enumerate(ids):
+        message = position_message(ids, org_id, n)
+        latest[vehicle] = message[len('{"type":"position","data":') : -1]
+    client.hset(f"fleet:latest:{org_id}", mapping=latest)
+    client.close()
+
+
+async def metrics(session) -> dict[str, float]:
+    answer = await session.send("Performance.getMetrics")
+    return {m["name"]: m["value"] for m in answer["metrics"]}
+
+
+async def heap_mb(session) -> float:
+    await session.send("HeapProfiler.collectGarbage")
+    return (await metrics(session))["JSHeapUsedSize"] / 1e6
+
+
+async def measure(page: Page, session, seconds: float) -> dict[str, float]:
+    await page.evaluate("window.__bench.longest = 0; window.__bench.frames = 0")
+    heap_start = await heap_mb(session)
+    before = await metrics(session)
+    await asyncio.sleep(seconds)
+    after = await metrics(session)
+    probe = await page.evaluate("window.__bench")
+    wall = after["Timestamp"] - before["Timestamp"]
+    return {
+        "busy": (after["TaskDuration"] - before["TaskDuration"]) / wall,
+        "longest_ms": probe["longest"],
+        "fps": probe["frames"] / wall,
+        "heap_start_mb": heap_start,
+        "heap_end_mb": await heap_mb(session),
+    }
+
+
+async def run_app(browser, gateway: str, email: str, seconds: float) -> dict[str, float]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await context.add_init_script(PROBE)
+    page = await context.new_page()
+    session = await context.new_cdp_session(page)
+    await session.send("Performance.enable")
+    await page.goto(gateway + "/")
+    await page.get_by_test_id("signin-email").fill(email)
+    await page.get_by_test_id("signin-password").fill(PASSWORD)
+    started = time.monotonic()
+    await page.get_by_test_id("signin-submit").click()
+    # The app's own hooks (frontend/README.md): its list counts them all and its map's
+    # source holds them all; then one painted frame.
+    await page.wait_for_function(
+        f"document.querySelector('[data-testid=vehicle-list]')?.dataset.count === '{VEHICLES}'"
+        f" && window.__fleet?.vehiclesDrawn >= {VEHICLES}",
+        timeout=120_000,
+        polling=50,
+    )
+    await page.evaluate("new Promise((done) => requestAnimationFrame(() => done()))")
+    result = {"drawn_s": time.monotonic() - started}
+    await asyncio.sleep(3)
+    result |= await measure(page, session, seconds)
+    await context.close()
+    return result
+
+
+async def run_baseline(browser, gateway: str, token: str, seconds: float) -> dict[str, float]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await context.add_init_script(PROBE)
+
+    async def harness(route) -> None:
+        name = route.request.url.rsplit("/", 1)[1].split("?")[0]
+        if name == "baseline.html":
+            await route.fulfill(body=BASELINE_HTML, content_type="text/html")
+        else:
+            kind = "text/css" if name.endswith(".css") else "text/javascript"
+            await route.fulfill(body=(MAPLIBRE / name).read_bytes(), content_type=kind)
+
+    await context.route(f"{gateway}/__bench/*", harness)
+    page = await context.new_page()
+    session = await context.new_cdp_session(page)
+    await session.send("Performance.enable")
+    started = time.monotonic()
+    await page.goto(f"{gateway}/__bench/baseline.html?token={token}")
+    await page.wait_for_function(f"window.__drawn >= {VEHICLES}", timeout=120_000, polling=50)
+    result = {"drawn_s": time.monotonic() - started}
+    await asyncio.sleep(3)
+    result |= await measure(page, session, seconds)
+    await context.close()
+    return result
+
+
+def line(name: str, r: dict[str, float]) -> str:
+    return (
+        f"{name:>9}: main thread {r['busy'] * 100:5.1f}% busy, longest task "
+        f"{r['longest_ms']:6.0f} ms, {r['fps']:5.1f} fps, all drawn {r['drawn_s']:5.2f} s "
+        f"after sign-in, JS heap {r['heap_start_mb']:6.1f} -> {r['heap_end_mb']:6.1f} MB"
+    )
+
+
+async def bench(args, gateway: str, org_id: str, token: str, email: str, publisher) -> None:
+    seconds = args.minutes * 60
+    initial_kb, all_kb = bundle_kb()
+    print(f"JS bundle gzipped: {initial_kb:.0f} KB initial, {all_kb:.0f} KB in all")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        feed = subprocess.Popen(publisher)  # noqa: S603, ASYNC220 - our own script
+        try:
+            results = {
+                "app": await run_app(browser, gateway, email, seconds),
+                "baseline": await run_baseline(browser, gateway, token, seconds),
+            }
+        finally:
+            feed.terminate()
+            feed.wait(10)
+        await browser.close()
+    print(f"{VEHICLES} vehicles, each once a second; {seconds:g} s measured per page")
+    for name, result in results.items():
+        print(line(name, result))
+    app, baseline = results["app"], results["baseline"]
+    print(
+        f"ratios app/baseline: busy {app['busy'] / max(baseline['busy'], 1e-9):.2f}, "
+        f"longest task {app['longest_ms'] / max(baseline['longest_ms'], 1):.2f}, "
+        f"fps {app['fps'] / max(baseline['fps'], 1e-9):.2f}"
+    )
+    growth = app["heap_end_mb"] - app["heap_start_mb"]
+    checks = {
+        "main thread < 25% busy": app["busy"] < GOALS["busy"],
+        "no task > 100 ms": app["longest_ms"] <= GOALS["longest_ms"],
+        "all drawn within 3 s": app["drawn_s"] <= GOALS["drawn_s"],
+        f"no heap growth ({growth:+.1f} MB)": growth <= 0.1 * app["heap_start_mb"],
+        "initial JS < 600 KB gz": initial_kb < GOALS["initial_js_kb"],
+    }
+    for goal, met in checks.items():
+        print(f"  {'met' if met else 'NOT met'}: {goal}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=5.0, help="measured per page")
+    parser.add_argument("--quick", action="store_true", help="30 s per page")
+    args = parser.parse_args()
+    if args.quick:
+        args.minutes = 0.5
+    if not (DIST / "index.html").is_file() or not MAPLIBRE.is_dir():
+        print("build the dashboard first: cd frontend && npm ci && npm run build", file=sys.stderr)
+        return 2
+    base = Path(tempfile.mkdtemp(prefix="fleet-bench-dashboard-"))
+    os.chmod(base, 0o755)  # noqa: S103 - PostgreSQL runs as another user and must enter
+    stack, _env, processes, gateway = start_platform(base)
+    try:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        registered = httpx.post(
+            f"{gateway}/api/v1/auth/register",
+            json={"org_name": "Bench", "email": email, "password": PASSWORD, "full_name": "B"},
+            timeout=30,
+        )
+        registered.raise_for_status()
+        org_id = registered.json()["org"]["id"]
+        token = registered.json()["access_token"]
+        seed_latest(stack.redis.url, org_id)
+        duration_s = args.minutes * 60 * 2 + 600  # both pages, sign-in and warm-up
+        publisher = [
+            sys.executable,
+            str(Path(__file__).with_name("live_batch.py")),
+            "--publish",
+            stack.redis.url,
+            f"fleet:live:{org_id}",
+            org_id,
+            str(VEHICLES),
+            str(duration_s),
+        ]
+        print(f"started {datetime.now(UTC):%H:%M:%S} UTC; load average {os.getloadavg()[0]:.1f}")
+        asyncio.run(bench(args, gateway, org_id, token, email, publisher))
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        return 0
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        stack.stop()
+        remove_tree(base)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
