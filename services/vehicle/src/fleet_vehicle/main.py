@@ -76,9 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health_checks=[HealthCheck("broker", dynsec.ping)],
         title="Fleet Tracker vehicle service",
         description=(
-            "Vehicles, drivers, devices and per-device MQTT broker credentials. Deleting a "
-            "vehicle, driver or device archives it: it leaves the lists, stays readable by id "
-            "and keeps its assignment history."
+            "Vehicles, drivers, devices and per-device MQTT broker credentials. A deleted "
+            "vehicle, driver or device is gone for the API (404, out of the lists); its row "
+            "and assignment history are kept, archived, and `include_archived=true` shows them."
         ),
     )
     app.state.dynsec = dynsec
