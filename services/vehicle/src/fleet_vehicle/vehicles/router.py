@@ -111,9 +111,15 @@ async def delete_vehicle(
     ),
 )
 async def assign_driver(
-    vehicle_id: uuid.UUID, body: DriverAssignmentRequest, user: DispatcherUser, session: SessionDep
+    vehicle_id: uuid.UUID,
+    body: DriverAssignmentRequest,
+    user: DispatcherUser,
+    session: SessionDep,
+    request: Request,
 ):
-    return await service.assign_driver(session, user, vehicle_id, body.driver_id)
+    return await service.assign_driver(
+        session, request.app.state.redis, user, vehicle_id, body.driver_id
+    )
 
 
 @router.get("/{vehicle_id}/driver-assignments", response_model=Page[DriverAssignmentOut])

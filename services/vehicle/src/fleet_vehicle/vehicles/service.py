@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fleet_common.auth import Principal
 from fleet_common.errors import NotFoundError, UnprocessableError
 from fleet_vehicle.constraints import commit_or_conflict
-from fleet_vehicle.events import publish_device_change
+from fleet_vehicle.events import publish_device_change, publish_event
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
 from fleet_vehicle.models import Device, DeviceAssignment, Driver, DriverAssignment, Vehicle
 from fleet_vehicle.vehicles.schemas import VehicleCreate, VehicleOut, VehicleUpdate
@@ -185,12 +185,13 @@ async def archive_vehicle(
 
 async def assign_driver(
     session: AsyncSession,
+    redis: Redis,
     principal: Principal,
     vehicle_id: uuid.UUID,
     driver_id: uuid.UUID | None,
 ) -> DriverAssignment | None:
     """Put a driver in the vehicle (ending the vehicle's and the driver's open assignments),
-    or with None take the current driver out."""
+    or with None take the current driver out; a change raises `driver_changed`."""
     vehicle = await get_vehicle(session, principal.org_id, vehicle_id, for_update=True)
     driver = None
     if driver_id is not None:
@@ -231,7 +232,23 @@ async def assign_driver(
             assigned_by=principal.user_id,
         )
         session.add(assignment)
+    previous_driver_id = current.driver_id if current is not None else None
+    group = vehicle.group
     await commit_or_conflict(session)
+    if previous_driver_id != driver_id:
+        await publish_event(
+            redis,
+            "driver_changed",
+            org_id=principal.org_id,
+            vehicle_id=vehicle_id,
+            device_id=None,
+            vehicle_group=group,
+            details={
+                "driver_id": str(driver_id) if driver_id else None,
+                "previous_driver_id": str(previous_driver_id) if previous_driver_id else None,
+                "changed_by": str(principal.user_id),
+            },
+        )
     return assignment
 
 
