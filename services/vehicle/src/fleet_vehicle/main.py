@@ -15,7 +15,7 @@ from fleet_vehicle.broker.dynsec import DynsecClient
 from fleet_vehicle.broker.reconcile import reconcile
 from fleet_vehicle.commands.router import internal_router as commands_internal_router
 from fleet_vehicle.commands.router import router as commands_router
-from fleet_vehicle.commands.service import CommandAnswers, expire_commands
+from fleet_vehicle.commands.service import CommandAnswers, expire_commands, send_queued
 from fleet_vehicle.commands.transport import CommandTransport, ensure_commands_role
 from fleet_vehicle.config import Settings
 from fleet_vehicle.devices.router import router as devices_router
@@ -55,11 +55,13 @@ async def _reconcile_on_every_connection(app: FastAPI, dynsec: DynsecClient) -> 
 
 
 async def _expire_commands_forever(app: FastAPI, interval_s: float) -> None:
+    """Expire old commands; send those created while the broker was unreachable."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             async with app.state.sessionmaker() as session:
                 await expire_commands(session, app.state.redis)
+                await send_queued(session, app.state.command_transport)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -1,12 +1,13 @@
 """Downlink commands: creating, sending, resending on reconnection, results and expiry.
 
-The vehicle service owns commands because it owns devices (a command belongs to a device
-and outlives nothing of it) and already administers the broker. A command is a row first
-(`queued`), then handed to the broker at QoS 1 (`sent`); every time the device reports
-`online` on its status topic its open commands are sent again until they expire, so a
-device that was offline, or that lost its session, still gets them (devices drop
-duplicates by `id`). A device answers `delivered`, then `acknowledged` or `failed`; each
-answer, and an expiry, raises a `command_result` event.
+The vehicle service owns commands because it owns devices (a command is sent to a device
+and checked against it: its org, protocol, state) and already administers the broker. A
+command is a row first (`queued`), then handed to the broker at QoS 1 (`sent`; the expiry
+sweep retries one the broker was unreachable for). Every time the device reports `online`
+on its status topic its open commands are sent again until they expire, so a device that
+was offline, or lost its session, still gets them (devices drop repeats by `id`). A device
+answers `delivered`, then `acknowledged` or `failed`; each answer, and an expiry, raises a
+`command_result` event.
 """
 
 import json
@@ -276,6 +277,20 @@ async def expire_commands(session: AsyncSession, redis: Redis) -> int:
     for command in expired:
         await _raise_result(redis, session, command)
     return len(expired)
+
+
+async def send_queued(session: AsyncSession, transport: CommandTransport, limit: int = 500) -> None:
+    """Send commands the broker never took (it was down when they were created)."""
+    if not transport.connected:
+        return
+    queued = await session.scalars(
+        select(DeviceCommand)
+        .where(DeviceCommand.status == CommandStatus.queued, DeviceCommand.expires_at > now())
+        .order_by(DeviceCommand.created_at)
+        .limit(limit)
+    )
+    for command in list(queued):
+        await send(session, transport, command)
 
 
 class CommandAnswers:
