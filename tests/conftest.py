@@ -44,6 +44,9 @@ def platform(stack, migrated_database, run_service, tmp_path_factory) -> Platfor
             # Short enough for the end-to-end test to see a device go offline.
             "LOCATION_OFFLINE_AFTER_S": "3",
             "LOCATION_OFFLINE_SWEEP_INTERVAL_S": "1",
+            # The drive's fixes are 0.4 s apart: its overspeed lasts past this minimum.
+            "LOCATION_OVERSPEED_MIN_DURATION_S": "0.3",
+            "VEHICLE_COMMAND_SHARE_GROUP": f"platform{uuid.uuid4().hex[:8]}",
             "NOTIFICATION_DELIVERY_POLL_INTERVAL_S": "0.2",
         }
     )

@@ -55,6 +55,7 @@ def vehicle_service(stack, migrated_database, run_service, auth_service) -> Vehi
         # Its own group: a vehicle service disables broker clients of its group that it does
         # not know, and other tests run vehicle services on the same broker.
         "VEHICLE_DEVICE_GROUP": f"fleet-devices-location-{uuid.uuid4().hex[:8]}",
+        "VEHICLE_COMMAND_SHARE_GROUP": f"location{uuid.uuid4().hex[:8]}",
     }
     running = run_service("vehicle", env)
     return VehicleService(running.url, database_url)

@@ -389,3 +389,110 @@ async def test_rules_target_vehicle_groups(notification, make_org):
     assert_problem(
         await client.patch(url, json={"vehicle_groups": ["A"]}, headers=other.headers()), 404
     )
+
+
+async def test_cooldown_holds_back_only_repeats_of_the_same_thing(notification, make_org):
+    """One rule for enter and exit, a 300 s cooldown: an enter and the exit after it are two
+    alerts; the same enter again is one; another geofence or event type is its own subject."""
+    client, app, redis = notification
+    org = make_org()
+    await create_rule(
+        client, org, event_types=["geofence_enter", "geofence_exit", "overspeed"], cooldown_s=300
+    )
+    car = uuid.uuid4()
+    depot, yard = str(uuid.uuid4()), str(uuid.uuid4())
+    t = datetime(2026, 11, 6, 8, tzinfo=UTC)
+
+    def at(type_, minutes, geofence=None):
+        details = {"geofence_id": geofence} if geofence else {"max_speed_kph": 90.0}
+        return make_event(
+            org.org_id, type_, vehicle_id=car, ts=t + timedelta(minutes=minutes), details=details
+        )
+
+    await publish(
+        redis,
+        at("geofence_enter", 0, depot),
+        at("geofence_exit", 1, depot),  # a different event: alerted
+        at("geofence_enter", 2, depot),  # a repeat of the first within 300 s: held back
+        at("geofence_enter", 3, yard),  # another geofence: alerted
+        at("overspeed", 3.5),  # another event type: alerted
+        at("geofence_enter", 6, depot),  # 6 min after the first: alerted again
+    )
+    marker = make_event(org.org_id, "overspeed", vehicle_id=car, ts=t + timedelta(minutes=20))
+    await publish(redis, marker)
+    await eventually(lambda: alerts_of(app, org.org_id, event_id=uuid.UUID(marker["id"])))
+    alerts = await alerts_of(app, org.org_id)
+    got = sorted(
+        ((a.occurred_at - t).total_seconds() / 60, a.type, a.details.get("geofence_id"))
+        for a in alerts
+    )
+    assert got == [
+        (0, "geofence_enter", depot),
+        (1, "geofence_exit", depot),
+        (3, "geofence_enter", yard),
+        (3.5, "overspeed", None),
+        (6, "geofence_enter", depot),
+        (20, "overspeed", None),
+    ]
+
+
+async def test_overspeed_alert_is_completed_when_its_episode_ends(notification, make_org):
+    client, app, redis = notification
+    org = make_org()
+    await create_rule(client, org, event_types=["overspeed"], cooldown_s=0)
+    car = uuid.uuid4()
+    t = datetime(2026, 11, 7, 8, tzinfo=UTC)
+    episode, unalerted = str(uuid.uuid4()), str(uuid.uuid4())
+    started = make_event(
+        org.org_id,
+        vehicle_id=car,
+        ts=t + timedelta(seconds=10),
+        details={
+            "phase": "started",
+            "episode_id": episode,
+            "speed_kph": 92.0,
+            "max_speed_kph": 92.0,
+            "limit_kph": 50,
+            "started_at": t.isoformat(),
+            "duration_s": 10.0,
+        },
+    )
+    await publish(redis, started)
+    [alert] = await eventually(lambda: alerts_of(app, org.org_id))
+    assert alert.details["speed_kph"] == 92.0
+    assert alert.details["limit_kph"] == 50
+
+    def ended(episode_id):
+        return make_event(
+            org.org_id,
+            vehicle_id=car,
+            ts=t + timedelta(seconds=40),
+            details={
+                "phase": "ended",
+                "episode_id": episode_id,
+                "max_speed_kph": 118.0,
+                "limit_kph": 50,
+                "started_at": t.isoformat(),
+                "ended_at": (t + timedelta(seconds=40)).isoformat(),
+                "duration_s": 40.0,
+                "ended_by": "slowed",
+            },
+        )
+
+    # An episode that ends without having been alerted (under the minimum) raises nothing.
+    await publish(redis, ended(unalerted), ended(episode))
+
+    async def completed():
+        [row] = await alerts_of(app, org.org_id)
+        return row if row.details.get("phase") == "ended" else None
+
+    row = await eventually(completed)
+    assert row.id == alert.id
+    assert row.details["max_speed_kph"] == 118.0
+    assert row.details["duration_s"] == 40.0
+    assert row.details["speed_kph"] == 92.0  # the speed when it was alerted stays
+    async with app.state.sessionmaker() as session:
+        deliveries = await session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.alert_id == alert.id)
+        )
+    assert deliveries == 1

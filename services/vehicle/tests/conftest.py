@@ -45,6 +45,8 @@ def vehicle_settings(
         "broker_command_timeout_s": 3.0,
         "broker_startup_wait_s": 5.0,
         "device_group": DEVICE_GROUP,
+        "command_share_group": f"vehicle-test-{uuid.uuid4().hex[:8]}",
+        "command_expiry_sweep_interval_s": 0.5,
         **overrides,
     }
     return Settings(**values)

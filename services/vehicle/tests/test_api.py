@@ -170,7 +170,7 @@ async def test_vehicle_list_filters_sorts_searches_and_paginates(client, make_or
         assert_problem(response, 422)
 
 
-async def test_deleting_a_vehicle_archives_it_and_keeps_its_history(client, org_a):
+async def test_a_deleted_vehicle_is_gone_but_its_history_is_kept(client, org_a):
     vehicle = await make_vehicle(client, org_a)
     driver = await make_driver(client, org_a)
     device = await make_device(client, org_a, vehicle_id=vehicle["id"])
@@ -181,7 +181,10 @@ async def test_deleting_a_vehicle_archives_it_and_keeps_its_history(client, org_
     assert assigned.status_code == 200
     assert (await client.delete(url, headers=org_a.headers())).status_code == 204
 
-    archived = (await client.get(url, headers=org_a.headers())).json()
+    assert_problem(await client.get(url, headers=org_a.headers()), 404)
+    archived = (
+        await client.get(url, params={"include_archived": "true"}, headers=org_a.headers())
+    ).json()
     assert archived["archived_at"] is not None
     assert archived["current_driver_id"] is None
     listed = await client.get("/api/v1/vehicles", headers=org_a.headers())
@@ -190,16 +193,26 @@ async def test_deleting_a_vehicle_archives_it_and_keeps_its_history(client, org_
         "/api/v1/vehicles", params={"include_archived": "true"}, headers=org_a.headers()
     )
     assert vehicle["id"] in {v["id"] for v in with_archived.json()["items"]}
-    drivers = (await client.get(f"{url}/driver-assignments", headers=org_a.headers())).json()
+    assert_problem(await client.get(f"{url}/driver-assignments", headers=org_a.headers()), 404)
+    history = {"include_archived": "true"}
+    drivers = (
+        await client.get(f"{url}/driver-assignments", params=history, headers=org_a.headers())
+    ).json()
     assert drivers["items"][0]["driver_id"] == driver["id"]
     assert drivers["items"][0]["ended_at"] is not None
-    devices = (await client.get(f"{url}/device-assignments", headers=org_a.headers())).json()
+    devices = (
+        await client.get(f"{url}/device-assignments", params=history, headers=org_a.headers())
+    ).json()
     assert devices["items"][0]["device_id"] == device["id"]
     assert devices["items"][0]["ended_at"] is not None
     refitted = await client.get(f"/api/v1/devices/{device['id']}", headers=org_a.headers())
     assert refitted.json()["vehicle_id"] is None
-    # Archived vehicles are read-only, and their plate is free again.
-    assert_problem(await client.patch(url, json={"name": "x"}, headers=org_a.headers()), 409)
+    # A deleted vehicle cannot be changed or deleted again, and its plate is free again.
+    assert_problem(await client.patch(url, json={"name": "x"}, headers=org_a.headers()), 404)
+    assert_problem(await client.delete(url, headers=org_a.headers()), 404)
+    assert_problem(
+        await client.put(f"{url}/driver", json={"driver_id": None}, headers=org_a.headers()), 404
+    )
     again = await post(client, org_a, "/vehicles", {"name": "New", "plate": vehicle["plate"]})
     assert again.status_code == 201
 
@@ -223,7 +236,17 @@ async def test_driver_crud_and_duplicate_licence(client, org_a):
     ):
         assert_problem(await post(client, org_a, "/drivers", body), 422, field)
     assert (await client.delete(url, headers=org_a.headers())).status_code == 204
-    assert (await client.get(url, headers=org_a.headers())).json()["archived_at"] is not None
+    assert_problem(await client.get(url, headers=org_a.headers()), 404)
+    assert_problem(await client.patch(url, json={"phone": None}, headers=org_a.headers()), 404)
+    assert_problem(await client.delete(url, headers=org_a.headers()), 404)
+    listed = await client.get("/api/v1/drivers", headers=org_a.headers())
+    assert driver["id"] not in {d["id"] for d in listed.json()["items"]}
+    kept = await client.get(url, params={"include_archived": "true"}, headers=org_a.headers())
+    assert kept.json()["archived_at"] is not None
+    history = await client.get(
+        f"{url}/assignments", params={"include_archived": "true"}, headers=org_a.headers()
+    )
+    assert history.status_code == 200
 
 
 async def test_driver_assignment_history(client, org_a, org_b):

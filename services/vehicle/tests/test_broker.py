@@ -144,7 +144,7 @@ async def test_rotation_kicks_the_old_session_refuses_the_old_password_accepts_t
 
 
 async def test_delete_disconnects_a_connected_device_that_cannot_reconnect(
-    client, org_a, stack, mqtt_connect, device_events
+    client, org_a, stack, mqtt_connect, device_events, internal_headers
 ):
     device = await create_device(client, org_a)
     password = device["credentials"]["password"]
@@ -159,12 +159,25 @@ async def test_delete_disconnects_a_connected_device_that_cannot_reconnect(
     assert (await device_events.wait_for(device["uid"], "delete"))["device_id"] == device["id"]
     _probe, rc = await mqtt_connect(stack.mosquitto.port, device["uid"], password)
     assert rc.is_failure
-    # Archived, not gone: readable by id, out of the list.
-    fetched = await client.get(f"/api/v1/devices/{device['id']}", headers=org_a.headers())
-    assert fetched.status_code == 200
-    assert fetched.json()["archived_at"] is not None
+    # Gone for the API (404, out of the list, nothing more to do to it), kept for history.
+    url = f"/api/v1/devices/{device['id']}"
+    for method, path in (
+        ("GET", url),
+        ("PATCH", url),
+        ("DELETE", url),
+        ("POST", f"{url}/credentials"),
+        ("GET", f"{url}/assignments"),
+    ):
+        body = {"name": "x"} if method == "PATCH" else None
+        gone = await client.request(method, path, json=body, headers=org_a.headers("dispatcher"))
+        assert gone.status_code == 404, (method, path, gone.text)
     listed = await client.get("/api/v1/devices", headers=org_a.headers())
     assert device["id"] not in {d["id"] for d in listed.json()["items"]}
+    kept = await client.get(url, params={"include_archived": "true"}, headers=org_a.headers())
+    assert kept.json()["archived_at"] is not None
+    # The location service's lookup no longer knows it: its positions are refused.
+    lookup = await client.get(f"/internal/devices/{device['uid']}", headers=internal_headers)
+    assert lookup.status_code == 404
 
 
 async def test_disabling_disconnects_and_enabling_lets_the_device_back(

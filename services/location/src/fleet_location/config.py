@@ -87,6 +87,8 @@ class Settings(CommonSettings):
     # Event detection (fleet_location.events).
     events_stream_maxlen: int = Field(100_000, ge=1_000)
     overspeed_hysteresis_kph: float = Field(5.0, ge=0)
+    # How long a vehicle must be over its limit before the overspeed is alerted (0: at once).
+    overspeed_min_duration_s: float = Field(10.0, ge=0, le=3600)
     idle_after_s: float = Field(300.0, gt=0)
     idle_speed_kph: float = Field(3.0, ge=0)
     idle_radius_m: float = Field(50.0, gt=0)

@@ -18,6 +18,7 @@ from fleet_location.geofences.schemas import GeofenceCreate
 from fleet_location.ingest.devices import DeviceDirectory
 from fleet_location.ingest.parsing import DeviceInfo
 from fleet_location.positions.model import Position
+from fleet_location.trips.detection import Fix, analyse
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 SQUARE = {
@@ -37,6 +38,9 @@ async def env(stack, migrated_database):
         idle_after_s=300,
         offline_after_s=600,
         overspeed_hysteresis_kph=5,
+        overspeed_min_duration_s=10,
+        stop_speed_kph=3,
+        min_stop_duration_s=180,
         low_battery_pct=20,
         low_battery_hysteresis_pct=5,
     )
@@ -168,19 +172,62 @@ async def test_geofence_change_reaches_other_replicas(env):
         await replica.stop()
 
 
-async def test_overspeed_one_event_per_episode_with_hysteresis(env, detector):
+async def test_overspeed_alerted_while_speeding_then_closed(env, detector):
+    """Minimum duration 10 s (the env's setting), fixes 10 s apart: an episode is reported on
+    its second fix over the limit, while it lasts, and closed with its maximum when it ends."""
     _s, _sm, redis = env
     car = Device(speed_limit_kph=80)
-    speeds = [70, 85, 78, 95, 76, 82, 74, 60, 90, 60]
-    await detector.positions_committed([car.at(speed_kph=s) for s in speeds])
-    events = await events_of(redis, car, "overspeed")
-    assert [e["details"]["max_speed_kph"] for e in events] == [95, 90]
-    first = events[0]
-    assert first["details"]["limit_kph"] == 80
-    assert first["details"]["limit_source"] == "vehicle"
-    assert first["details"]["started_at"] == "2026-11-22T08:00:20Z"
-    assert first["details"]["ended_at"] == "2026-11-22T08:01:10Z"
-    assert first["position"]["speed_kph"] == 95
+    await detector.positions_committed([car.at(speed_kph=s) for s in (70, 85, 78)])
+    [started] = await events_of(redis, car, "overspeed")  # still over the limit (78 > 75)
+    assert started["details"]["phase"] == "started"
+    assert started["details"]["speed_kph"] == 78
+    assert started["details"]["limit_kph"] == 80
+    assert started["details"]["limit_source"] == "vehicle"
+    assert started["details"]["started_at"] == "2026-11-22T08:00:20Z"
+    assert started["details"]["duration_s"] == 10
+    assert started["ts"] == "2026-11-22T08:00:30Z"
+
+    await detector.positions_committed([car.at(speed_kph=s) for s in (95, 76, 82, 74, 60)])
+    started_, ended = await events_of(redis, car, "overspeed")
+    assert started_ == started  # no second "started" for the same episode
+    assert ended["details"]["phase"] == "ended"
+    assert ended["details"]["episode_id"] == started["details"]["episode_id"]
+    assert ended["details"]["max_speed_kph"] == 95
+    assert ended["details"]["ended_at"] == "2026-11-22T08:01:10Z"
+    assert ended["details"]["duration_s"] == 50
+    assert ended["details"]["ended_by"] == "slowed"
+    assert ended["position"]["speed_kph"] == 95
+
+
+async def test_overspeed_shorter_than_the_minimum_duration_raises_nothing(env, detector):
+    _s, _sm, redis = env
+    car = Device(speed_limit_kph=80)
+    # One fix over the limit, then back under it by the margin within 10 s: no event.
+    await detector.positions_committed(
+        [car.at(speed_kph=70), car.at(speed_kph=120, dt_s=4), car.at(speed_kph=60, dt_s=4)]
+    )
+    assert await events_of(redis, car, "overspeed") == []
+    # The next episode lasts long enough: one start, one end, each its own episode id.
+    await detector.positions_committed([car.at(speed_kph=s, dt_s=6) for s in (90, 90, 90, 60)])
+    started, ended = await events_of(redis, car, "overspeed")
+    assert started["details"]["started_at"] == "2026-11-22T08:00:24Z"
+    assert started["details"]["duration_s"] == 12
+    assert ended["details"]["episode_id"] == started["details"]["episode_id"]
+
+
+async def test_overspeed_at_the_first_fix_with_zero_minimum(env):
+    settings, sessionmaker, redis = env
+    detector = create_event_detector(
+        settings.model_copy(update={"overspeed_min_duration_s": 0}),
+        redis,
+        sessionmaker,
+        SPEED_LIMITS.get,
+    )
+    car = Device(speed_limit_kph=50)
+    await detector.positions_committed([car.at(speed_kph=40), car.at(speed_kph=51)])
+    [started] = await events_of(redis, car, "overspeed")
+    assert started["details"]["speed_kph"] == 51
+    assert started["details"]["duration_s"] == 0
 
 
 async def test_geofence_speed_limit(env, detector):
@@ -191,10 +238,11 @@ async def test_geofence_speed_limit(env, detector):
         [
             car.at(9.99, 105.99, speed_kph=60),
             car.at(10.005, 106.005, speed_kph=45),
+            car.at(10.0055, 106.0055, speed_kph=40),
             car.at(10.006, 106.006, speed_kph=20),
         ]
     )
-    [event] = await events_of(redis, car, "overspeed")
+    _started, event = await events_of(redis, car, "overspeed")
     assert event["details"]["limit_source"] == "geofence"
     assert event["details"]["geofence_id"] == gid
     assert event["details"]["max_speed_kph"] == 45
@@ -268,6 +316,7 @@ async def test_status_offline_closes_an_overspeed_episode(env, detector):
     _s, _sm, redis = env
     car = Device(speed_limit_kph=50)
     await detector.positions_committed([car.at(speed_kph=70), car.at(speed_kph=90)])
+    [started] = await events_of(redis, car, "overspeed")
     await detector.device_status(
         device_id=car.device_id,
         vehicle_id=car.vehicle_id,
@@ -275,7 +324,8 @@ async def test_status_offline_closes_an_overspeed_episode(env, detector):
         online=False,
         at=T0 + timedelta(minutes=5),
     )
-    [event] = await events_of(redis, car, "overspeed")
+    _started, event = await events_of(redis, car, "overspeed")
+    assert event["details"]["episode_id"] == started["details"]["episode_id"]
     assert event["details"]["max_speed_kph"] == 90
     assert event["details"]["ended_by"] == "offline"
 
@@ -358,3 +408,94 @@ async def test_events_carry_the_vehicle_group_of_the_cached_device(env):
             "details",
             "vehicle_group",
         }
+
+
+def recorded_drive(car: Device) -> list[Position]:
+    """Parked, ignition on, a drive with a short halt, a stop, a second drive, parked again."""
+    lat, lon = 10.3, 106.3
+    drive: list[Position] = []
+
+    def fix(speed: float, ignition: bool, dt_s: float = 10, **attrs) -> None:
+        nonlocal lon
+        lon += speed / 3.6 * dt_s / 109_000  # ~109 km per degree of longitude at 10.3 N
+        drive.append(car.at(lat, lon, dt_s=dt_s, speed_kph=speed, ignition=ignition, attrs=attrs))
+
+    for _ in range(4):
+        fix(0, False, 60)  # parked long enough to be a stop
+    fix(0, True)  # ignition on
+    for _ in range(12):
+        fix(40, True)
+    for _ in range(6):
+        fix(0, True)  # a 60 s halt at a light: no stop
+    for _ in range(12):
+        fix(50, True)
+    fix(0, False)  # ignition off: the stop begins here
+    for _ in range(5):
+        fix(0, False, 60)
+    fix(0, True)
+    for _ in range(10):
+        fix(30, True, alarm="sos" if _ in (4, 5) else None)
+    fix(0, False)
+    for _ in range(4):
+        fix(0, False, 60, alarm=["power_cut", "tamper"] if _ == 2 else None)
+    return drive
+
+
+async def test_recorded_drive_ignition_trips_and_alarms(env):
+    settings, _sm, redis = env
+    car = Device()
+    drive = recorded_drive(car)
+    detector = make_detector(env)
+    # In ingest-sized pieces, one replayed, as the pipeline hands them over.
+    for start in range(0, len(drive), 7):
+        await detector.positions_committed(drive[start : start + 7])
+    await detector.positions_committed(drive[7:14])
+    events = await events_of(redis, car)
+    types = [e["type"] for e in events if e["type"] != "device_online"]
+    assert types == [
+        "ignition_on",
+        "trip_start",
+        "ignition_off",
+        "trip_end",
+        "ignition_on",
+        "trip_start",
+        "alarm",
+        "ignition_off",
+        "trip_end",
+        "alarm",
+        "alarm",
+    ]
+    off = next(e for e in events if e["type"] == "ignition_off")
+    assert off["details"]["on_duration_s"] == 310  # 31 fixes 10 s apart
+    alarms = [e["details"]["alarm"] for e in events if e["type"] == "alarm"]
+    assert alarms == ["sos", "power_cut", "tamper"]
+
+    # The same trips as the trips API finds in this history.
+    analysis = analyse(
+        (Fix(p.recorded_at, p.lat, p.lon, p.speed_kph, p.ignition) for p in drive),
+        stop_speed_kph=settings.stop_speed_kph,
+        min_stop_duration_s=settings.min_stop_duration_s,
+    )
+    starts = [e["details"] for e in events if e["type"] == "trip_start"]
+    ends = [e["details"] for e in events if e["type"] == "trip_end"]
+    assert len(analysis.trips) == len(starts) == len(ends) == 2
+    for trip, start, end in zip(analysis.trips, starts, ends, strict=True):
+        iso = trip.start_time.isoformat().replace("+00:00", "Z")
+        assert start["started_at"] == end["started_at"] == iso
+        assert end["ended_at"] == trip.end_time.isoformat().replace("+00:00", "Z")
+        assert end["duration_s"] == trip.duration_s
+        assert abs(end["distance_m"] - trip.distance_m) < 1
+        assert end["max_speed_kph"] == trip.max_speed_kph
+
+
+async def test_first_ignition_known_is_no_change_and_a_long_silence_ends_a_trip(env, detector):
+    _s, _sm, redis = env
+    car = Device()
+    await detector.positions_committed(
+        [car.at(10.4, 106.4 + i * 0.001, speed_kph=40, ignition=True) for i in range(3)]
+    )
+    assert [e["type"] for e in await events_of(redis, car)] == ["trip_start"]
+    # Nothing heard for an hour: the trip ended at the last fix before the silence.
+    await detector.positions_committed([car.at(10.5, 106.5, speed_kph=0, dt_s=3600)])
+    [end] = await events_of(redis, car, "trip_end")
+    assert end["details"]["ended_at"] == "2026-11-22T08:00:30Z"

@@ -1,4 +1,4 @@
-"""The event types the location service publishes, and each one's default alert severity."""
+"""The event types on `fleet:events` (docs/events.md), and each one's default alert severity."""
 
 from typing import Literal
 
@@ -10,6 +10,14 @@ EventType = Literal[
     "device_online",
     "device_offline",
     "low_battery",
+    "ignition_on",
+    "ignition_off",
+    "trip_start",
+    "trip_end",
+    "alarm",
+    "maintenance_due",
+    "driver_changed",
+    "command_result",
 ]
 Severity = Literal["info", "warning", "critical"]
 Channel = Literal["in_app", "webhook", "email", "push"]
@@ -22,4 +30,12 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "device_online": "info",
     "device_offline": "warning",
     "low_battery": "warning",
+    "ignition_on": "info",
+    "ignition_off": "info",
+    "trip_start": "info",
+    "trip_end": "info",
+    "alarm": "critical",
+    "maintenance_due": "warning",
+    "driver_changed": "info",
+    "command_result": "info",
 }

@@ -132,14 +132,15 @@ class PushToken(Base):
 
 
 class RuleCooldown(Base):
-    """When a rule last alerted for a vehicle (or device); the cooldown's atomic gate."""
+    """When a rule last alerted for a subject (vehicle or device, event type, geofence);
+    the cooldown's atomic gate."""
 
     __tablename__ = "rule_cooldowns"
 
     rule_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("alert_rules.id", ondelete="CASCADE"), primary_key=True
     )
-    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(160), primary_key=True)
     last_alert_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -27,6 +27,14 @@ class Settings(CommonSettings):
     # How long start-up waits for the broker before reconciling; past it the service starts
     # anyway (readiness then reports the broker down) and reconciles once it connects.
     broker_startup_wait_s: float = 5.0
+    # Downlink commands: how often expired ones are marked, and what "stopped" means for an
+    # engine_stop without `force` (the newest position under this speed, this recent).
+    command_expiry_sweep_interval_s: float = Field(5.0, gt=0)
+    # The shared-subscription group of device answers: every replica of one deployment uses
+    # the same group (each answer handled once); deployments sharing a broker use their own.
+    command_share_group: str = Field("vehicle", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    engine_stop_max_speed_kph: float = Field(3.0, ge=0)
+    engine_stop_max_position_age_s: float = Field(300.0, gt=0)
 
     @model_validator(mode="after")
     def _broker_admin_password_in_production(self) -> "Settings":

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fleet_vehicle.database import Base
@@ -225,3 +225,60 @@ class DeviceAssignment(Base):
     )
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     assigned_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+class CommandType(StrEnum):
+    custom = "custom"
+    set_interval = "set_interval"
+    engine_stop = "engine_stop"
+    engine_resume = "engine_resume"
+    reboot = "reboot"
+    request_position = "request_position"
+
+
+class CommandStatus(StrEnum):
+    queued = "queued"  # accepted, not yet handed to the broker
+    sent = "sent"  # the broker took it (QoS 1); resent each time the device comes online
+    delivered = "delivered"  # the device says it has it
+    acknowledged = "acknowledged"  # the device says it did it
+    failed = "failed"  # the device says it could not
+    expired = "expired"  # no final answer before `expires_at`
+
+
+# Statuses a command can still leave; the rest are final.
+OPEN_COMMAND_STATUSES = (CommandStatus.queued, CommandStatus.sent, CommandStatus.delivered)
+
+
+class DeviceCommand(Base):
+    """A downlink command to a device, who sent it and how far it got (also an audit trail:
+    rows are never deleted with their device)."""
+
+    __tablename__ = "device_commands"
+    __table_args__ = (
+        Index("ix_device_commands_device_id_created_at", "device_id", "created_at"),
+        # The expiry sweep and the resend on reconnection look only at open commands.
+        Index(
+            "ix_device_commands_open_expires_at",
+            "expires_at",
+            postgresql_where=text("status IN ('queued', 'sent', 'delivered')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("devices.id"), nullable=False
+    )
+    uid: Mapped[str] = mapped_column(String(64), nullable=False)
+    type: Mapped[str] = mapped_column(String(20), nullable=False)
+    params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=CommandStatus.queued)
+    message: Mapped[str | None] = mapped_column(String(500))
+    force: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    send_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

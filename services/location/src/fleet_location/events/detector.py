@@ -1,11 +1,12 @@
 """The event detector: a `PositionObserver` that turns positions into events on `fleet:events`.
 
-State per device (inside which geofences, overspeed episode, idle, battery, online) lives in
-one Redis hash with a version. A batch reads every device's state in one round trip,
-computes transitions in memory and writes each device's new state together with its events
-in one Lua script that checks the version first, so two replicas (or a restart that replays
-a batch) never fire the same crossing twice: a lost race is recomputed from the new state,
-and positions at or before the last one seen are ignored.
+State per device (inside which geofences, overspeed episode, idle, battery, online, ignition,
+the open trip, raised alarms) lives in one Redis hash with a version. A batch reads every
+device's state in one round trip, computes transitions in memory and writes each device's new
+state together with its events in one Lua script that checks the version first, so two
+replicas (or a restart that replays a batch) never fire the same crossing twice: a lost race
+is recomputed from the new state, and positions at or before the last one seen are ignored.
+The event types and their `details` are in docs/events.md.
 """
 
 import asyncio
@@ -84,6 +85,7 @@ def state_key(device_id: UUID | str) -> str:
 @dataclass(frozen=True)
 class DetectionConfig:
     overspeed_hysteresis_kph: float = 5.0
+    overspeed_min_duration_s: float = 10.0
     idle_after_s: float = 300.0
     idle_speed_kph: float = 3.0
     idle_radius_m: float = 50.0
@@ -91,6 +93,8 @@ class DetectionConfig:
     offline_sweep_interval_s: float = 30.0
     low_battery_pct: float = 20.0
     low_battery_hysteresis_pct: float = 5.0
+    stop_speed_kph: float = 3.0
+    min_stop_duration_s: float = 180.0
     state_ttl_s: int = 30 * 86_400
     events_stream_maxlen: int = 100_000
 
@@ -98,6 +102,7 @@ class DetectionConfig:
     def from_settings(cls, settings: Settings) -> "DetectionConfig":
         return cls(
             overspeed_hysteresis_kph=settings.overspeed_hysteresis_kph,
+            overspeed_min_duration_s=settings.overspeed_min_duration_s,
             idle_after_s=settings.idle_after_s,
             idle_speed_kph=settings.idle_speed_kph,
             idle_radius_m=settings.idle_radius_m,
@@ -105,9 +110,21 @@ class DetectionConfig:
             offline_sweep_interval_s=settings.offline_sweep_interval_s,
             low_battery_pct=settings.low_battery_pct,
             low_battery_hysteresis_pct=settings.low_battery_hysteresis_pct,
+            stop_speed_kph=settings.stop_speed_kph,
+            min_stop_duration_s=settings.min_stop_duration_s,
             state_ttl_s=settings.detection_state_ttl_s,
             events_stream_maxlen=settings.events_stream_maxlen,
         )
+
+
+def _alarm_names(value: Any) -> set[str]:
+    """`attrs.alarm` as a set of names: a name or a list of them; anything else (a flag, a
+    number) names no alarm."""
+    if isinstance(value, str):
+        return {value} if value else set()
+    if isinstance(value, list):
+        return {item for item in value if isinstance(item, str) and item}
+    return set()
 
 
 def _iso(epoch_s: float) -> str:
@@ -330,13 +347,15 @@ class EventDetector:
         episode = state.get("os")
         if episode:
             # An episode cannot end by slowing down while nothing is heard: close it here.
-            events.append(self._overspeed_event(state, device_id, episode, ts, "offline"))
+            if episode.get("fired"):
+                events.append(self._overspeed_ended(state, device_id, episode, ts, "offline"))
             state["os"] = None
         return events
 
-    def _overspeed_event(
+    def _overspeed_ended(
         self, state: State, device_id: UUID | str, episode: dict, ts: float, ended_by: str
     ) -> Event:
+        """The closing event of an alerted episode: the same `episode_id`, its maximum."""
         return _event(
             "overspeed",
             org_id=state["org"],
@@ -345,6 +364,8 @@ class EventDetector:
             ts=ts,
             position=episode["max_position"],
             details={
+                "phase": "ended",
+                "episode_id": episode["id"],
                 "max_speed_kph": episode["max"],
                 "limit_kph": episode["limit"],
                 "limit_source": episode["source"],
@@ -422,8 +443,9 @@ class EventDetector:
                 emit("geofence_enter", {"geofence_id": gid, "geofence_name": geofence.name})
         state["gf"] = sorted(current)
 
-        # Overspeed: the lowest applicable limit; an episode ends below it by a margin and is
-        # reported then, with the highest speed it reached.
+        # Overspeed: the lowest applicable limit. An episode is reported ("started") once it
+        # has lasted the minimum duration, while it goes on; it ends below the limit by a
+        # margin, and an alerted one is closed ("ended") with the highest speed it reached.
         limit, source, limit_geofence = vehicle_limit, "vehicle", None
         for g in current.values():
             if g.speed_limit_kph is not None and (limit is None or g.speed_limit_kph < limit):
@@ -432,21 +454,71 @@ class EventDetector:
         speed = p.speed_kph
         if episode is None:
             if speed is not None and limit is not None and speed > limit:
-                state["os"] = {
+                episode = state["os"] = {
+                    "id": str(uuid.uuid4()),
                     "start": ts,
                     "max": speed,
                     "limit": limit,
                     "source": source,
                     "geofence_id": limit_geofence,
                     "max_position": position_json(p),
+                    "fired": False,
                 }
         elif speed is not None:
             if speed > episode["max"]:
                 episode["max"] = speed
                 episode["max_position"] = position_json(p)
             if limit is None or speed <= limit - cfg.overspeed_hysteresis_kph:
-                events.append(self._overspeed_event(state, p.device_id, episode, ts, "slowed"))
-                state["os"] = None
+                if episode.get("fired"):
+                    events.append(self._overspeed_ended(state, p.device_id, episode, ts, "slowed"))
+                state["os"] = episode = None
+        if (
+            episode is not None
+            and not episode.get("fired")
+            and ts - episode["start"] >= cfg.overspeed_min_duration_s
+        ):
+            episode["fired"] = True
+            emit(
+                "overspeed",
+                {
+                    "phase": "started",
+                    "episode_id": episode.setdefault("id", str(uuid.uuid4())),
+                    "speed_kph": speed,
+                    "max_speed_kph": episode["max"],
+                    "limit_kph": episode["limit"],
+                    "limit_source": episode["source"],
+                    "geofence_id": episode.get("geofence_id"),
+                    "started_at": _iso(episode["start"]),
+                    "duration_s": round(ts - episode["start"], 1),
+                },
+            )
+
+        # Ignition: a change from the last known state (the first one known is no change).
+        ignition = p.ignition
+        if ignition is not None:
+            was = state.get("ign")
+            if was is not None and ignition != was:
+                if ignition:
+                    emit("ignition_on", {})
+                else:
+                    on_since = state.get("ign_at")
+                    on_s = round(ts - on_since, 1) if on_since is not None else None
+                    emit("ignition_off", {"on_duration_s": on_s})
+            if ignition != was:
+                state["ign_at"] = ts
+            state["ign"] = ignition
+
+        self._trip_step(state, p, ts, speed, emit)
+
+        # Alarms (SOS, power cut, tamper...) as `attrs.alarm` names them: once per raising.
+        alarm = p.attrs.get("alarm") if p.attrs else None
+        if alarm or state.get("alarm"):
+            names = sorted(_alarm_names(alarm))
+            raised = state.get("alarm") or []
+            for name in names:
+                if name not in raised:
+                    emit("alarm", {"alarm": name})
+            state["alarm"] = names or None
 
         # Idle: ignition on without moving (by speed, or by drifting off the spot).
         idle = state.get("idle")
@@ -474,6 +546,79 @@ class EventDetector:
                 cfg.low_battery_pct + cfg.low_battery_hysteresis_pct
             ):
                 state["batt_low"] = False
+
+    def _trip_step(
+        self,
+        state: State,
+        p: Position,
+        ts: float,
+        speed: float | None,
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        """Trips as the trips API splits history (`fleet_location.trips.detection`), online.
+
+        A segment (previous fix -> this one) is still when the vehicle stood at the previous
+        fix (ignition off or under `stop_speed_kph`) or the device said nothing for a stop's
+        length. A still run lasting `min_stop_duration_s` is a stop: the open trip ended
+        where the run began (`trip_end`, reported once the stop is certain). A moving
+        segment with no trip open starts one where it began (`trip_start`).
+        """
+        cfg = self.config
+        previous = state.get("tp")  # [ts, lat, lon, still] of the previous fix
+        if previous is None:
+            segment_m = 0.0
+            segment_kph = 0.0
+        else:
+            segment_m = haversine_m(previous[1], previous[2], p.lat, p.lon)
+            gap_s = ts - previous[0]
+            segment_kph = segment_m / gap_s * 3.6 if gap_s > 0 else 0.0
+        here_kph = speed if speed is not None else segment_kph
+        still_here = p.ignition is False or here_kph < cfg.stop_speed_kph
+        if previous is not None:
+            prev_ts, prev_lat, prev_lon, prev_still = previous
+            trip = state.get("trip")
+            if prev_still or ts - prev_ts >= cfg.min_stop_duration_s:
+                run = state.get("run")
+                if run is None:
+                    run = state["run"] = (
+                        [prev_ts, prev_lat, prev_lon, trip["m"], trip["max"]]
+                        if trip is not None
+                        else [prev_ts, prev_lat, prev_lon, 0.0, 0.0]
+                    )
+                if trip is not None:
+                    trip["m"] += segment_m
+                    if ts - run[0] >= cfg.min_stop_duration_s:
+                        emit(
+                            "trip_end",
+                            {
+                                "started_at": _iso(trip["start"]),
+                                "ended_at": _iso(run[0]),
+                                "duration_s": round(run[0] - trip["start"], 1),
+                                "distance_m": round(run[3], 1),
+                                "max_speed_kph": run[4],
+                                "start": {"lat": trip["lat"], "lon": trip["lon"]},
+                                "end": {"lat": run[1], "lon": run[2]},
+                            },
+                        )
+                        state["trip"] = None
+            else:
+                if trip is None:
+                    trip = state["trip"] = {
+                        "start": prev_ts,
+                        "lat": prev_lat,
+                        "lon": prev_lon,
+                        "m": 0.0,
+                        "max": 0.0,
+                    }
+                    emit(
+                        "trip_start",
+                        {"started_at": _iso(prev_ts), "start": {"lat": prev_lat, "lon": prev_lon}},
+                    )
+                state["run"] = None
+                trip["m"] += segment_m
+            if state.get("trip") is not None and here_kph > trip["max"]:
+                trip["max"] = here_kph
+        state["tp"] = [ts, p.lat, p.lon, still_here]
 
     def _add_vehicle_group(self, device: Any, state: State, events: list[Event]) -> None:
         """Events carry their vehicle's group, for alert rules on groups: the cached device's,

@@ -1,6 +1,8 @@
-"""The `fleet-sim` command."""
+"""The `fleet-sim` command: simulated vehicles that drive, report over MQTT and obey the
+downlink commands sent to them through the API (docs/commands.md)."""
 
 import argparse
+import collections
 import json
 import math
 import random
@@ -36,8 +38,42 @@ class Car:
     battery_pct: float = field(default_factory=lambda: random.uniform(60, 100))
     block_left_m: float = field(default_factory=lambda: random.uniform(100, 400))
     hold_s: float = 0.0  # standing still (lights or parked) for this long
+    # Seconds between reports (None: every tick); `set_interval` changes it.
+    report_every_s: float | None = None
+    engine_stopped: bool = False  # by `engine_stop`, until `engine_resume`
+    last_report: float = -math.inf
+    # Commands received on the network thread, obeyed on the main one.
+    inbox: collections.deque = field(default_factory=collections.deque)
+
+    def obey(self, command: dict) -> tuple[str, str]:
+        """Carry out one command; the (status, message) to answer with."""
+        kind, params = command.get("type"), command.get("params") or {}
+        if kind == "set_interval":
+            self.report_every_s = float(params["interval_s"])
+            return "acknowledged", f"reporting every {self.report_every_s:g} s"
+        if kind == "engine_stop":
+            self.engine_stopped, self.speed_kph, self.ignition = True, 0.0, False
+            return "acknowledged", "engine stopped"
+        if kind == "engine_resume":
+            self.engine_stopped, self.ignition = False, True
+            return "acknowledged", "engine may start"
+        if kind == "request_position":
+            self.last_report = -math.inf
+            return "acknowledged", "position sent"
+        if kind == "reboot":
+            return "acknowledged", "rebooted"
+        return "failed", f"{kind} is not supported by the simulator"
+
+    def due(self, now_s: float) -> bool:
+        if self.report_every_s is not None and now_s - self.last_report < self.report_every_s:
+            return False
+        self.last_report = now_s
+        return True
 
     def step(self, dt_s: float, rng: random.Random) -> None:
+        if self.engine_stopped:
+            self.speed_kph = 0.0
+            return
         if self.hold_s > 0:
             self.hold_s -= dt_s
             self.speed_kph = 0.0
@@ -156,16 +192,46 @@ class Api:
         )
 
 
-def connect(credentials: dict, host: str | None, port: int | None) -> mqtt.Client:
+def connect(car: Car, credentials: dict, host: str | None, port: int | None) -> mqtt.Client:
     uid = credentials["username"]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid, protocol=mqtt.MQTTv311)
     client.username_pw_set(uid, credentials["password"])
     client.will_set(f"fleet/{uid}/status", "offline", qos=1, retain=True)
-    client.on_connect = lambda c, *_a: c.publish(f"fleet/{uid}/status", "online", 1, True)
+
+    def on_connect(c, *_args) -> None:
+        # Subscribed before saying online: the service resends open commands on `online`.
+        c.subscribe(f"fleet/{uid}/commands", qos=1)
+        c.publish(f"fleet/{uid}/status", "online", 1, True)
+
+    def on_message(_c, _u, message: mqtt.MQTTMessage) -> None:
+        try:
+            command = json.loads(message.payload)
+        except ValueError:
+            return
+        if isinstance(command, dict) and "id" in command:
+            car.inbox.append(command)
+
+    client.on_connect = on_connect
+    client.on_message = on_message
     client.max_inflight_messages_set(100)
     client.connect_async(host or credentials["mqtt_host"], port or credentials["mqtt_port"])
     client.loop_start()
     return client
+
+
+def answer_commands(car: Car, client: mqtt.Client) -> None:
+    """Obey what arrived, answering `delivered` then the outcome (a repeat is obeyed again:
+    every command here is safe to repeat)."""
+    topic = f"fleet/{car.uid}/commands/result"
+    while car.inbox:
+        command = car.inbox.popleft()
+        client.publish(topic, json.dumps({"id": command["id"], "status": "delivered"}), qos=1)
+        try:
+            status, message = car.obey(command)
+        except (KeyError, TypeError, ValueError) as exc:
+            status, message = "failed", f"bad params: {exc}"
+        answer = {"id": command["id"], "status": status, "message": message}
+        client.publish(topic, json.dumps(answer), qos=1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
                 limit,
             )
         )
-        clients.append(connect(credentials, args.mqtt_host, args.mqtt_port))
+        clients.append(connect(cars[-1], credentials, args.mqtt_host, args.mqtt_port))
     print(f"driving {len(cars)} vehicles at {args.rate}/s each; Ctrl-C stops", flush=True)
 
     stop = threading.Event()
@@ -218,9 +284,12 @@ def main(argv: list[str] | None = None) -> None:
         ends_at = time.monotonic() + args.duration if args.duration else math.inf
         next_tick = time.monotonic()
         while not stop.is_set() and time.monotonic() < ends_at:
+            now_s = time.monotonic()
             for car, client in zip(cars, clients, strict=True):
+                answer_commands(car, client)
                 car.step(interval, rng)
-                client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
+                if car.due(now_s):
+                    client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
             next_tick += interval
             stop.wait(max(0.0, next_tick - time.monotonic()))
     finally:

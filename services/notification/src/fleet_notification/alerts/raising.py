@@ -2,7 +2,12 @@
 
 Idempotent by event id: an event the stream delivers again finds its alerts already there
 (unique on event and rule) and raises nothing. The cooldown is one conditional upsert per
-rule and vehicle, so concurrent consumers cannot both pass it.
+rule and subject (vehicle, event type and geofence), so concurrent consumers cannot both pass
+it, and it holds back only repeats of the same thing: an enter and the exit after it are two.
+
+An overspeed is alerted when its episode has lasted the detector's minimum duration
+(`details.phase` "started"); the episode's closing event ("ended", same `episode_id`)
+raises no new alert but completes the alerts it raised with its maximum speed and duration.
 """
 
 from datetime import datetime, time, timedelta
@@ -11,7 +16,7 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,10 +93,16 @@ def _targets(rule: AlertRule) -> dict[str, dict[str, Any]]:
     }
 
 
+def cooldown_subject(event: IncomingEvent) -> str:
+    """What a repeat must share to be held back: vehicle (or device), type and geofence."""
+    geofence = event.details.get("geofence_id") if event.type.startswith("geofence") else None
+    return f"{event.vehicle_id or event.device_id or ''}:{event.type}:{geofence or ''}"[:160]
+
+
 async def _cooldown_passes(session: AsyncSession, rule: AlertRule, event: IncomingEvent) -> bool:
     if rule.cooldown_s <= 0:
         return True
-    subject = str(event.vehicle_id or event.device_id or "")
+    subject = cooldown_subject(event)
     stmt = insert(RuleCooldown).values(rule_id=rule.id, subject=subject, last_alert_at=event.ts)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RuleCooldown.rule_id, RuleCooldown.subject],
@@ -102,8 +113,31 @@ async def _cooldown_passes(session: AsyncSession, rule: AlertRule, event: Incomi
     return (await session.execute(stmt)).first() is not None
 
 
+async def _close_overspeed(session: AsyncSession, event: IncomingEvent) -> None:
+    """Complete the alerts of the episode this closing event ends (none if none was raised)."""
+    try:
+        started_at = datetime.fromisoformat(str(event.details.get("started_at")))
+    except ValueError:
+        return
+    await session.execute(
+        update(Alert)
+        .where(
+            Alert.org_id == event.org_id,
+            Alert.type == "overspeed",
+            # The episode began at started_at and was alerted on or after it: an index range.
+            Alert.occurred_at >= started_at,
+            Alert.occurred_at <= event.ts,
+            Alert.details["episode_id"].astext == str(event.details.get("episode_id")),
+        )
+        .values(details=Alert.details.op("||")(event.details))
+    )
+
+
 async def raise_alerts(session: AsyncSession, event: IncomingEvent) -> list[UUID]:
     """Create the event's alerts and deliveries in the session; returns the new alert ids."""
+    if event.type == "overspeed" and event.details.get("phase") == "ended":
+        await _close_overspeed(session, event)
+        return []
     rules = await session.scalars(
         select(AlertRule).where(
             AlertRule.org_id == event.org_id,

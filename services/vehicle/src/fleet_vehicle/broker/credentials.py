@@ -41,7 +41,10 @@ def device_role(uid: str) -> str:
 
 def device_acls(uid: str) -> list[dict]:
     return [
-        {"acltype": "publishClientSend", "topic": f"fleet/{uid}/#", "allow": True},
+        # Exactly the device's own topics: positions, status and answers to its commands.
+        {"acltype": "publishClientSend", "topic": f"fleet/{uid}/telemetry", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"fleet/{uid}/status", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"fleet/{uid}/commands/result", "allow": True},
         {"acltype": "publishClientSend", "topic": f"owntracks/{uid}/#", "allow": True},
         {"acltype": "subscribeLiteral", "topic": f"fleet/{uid}/commands", "allow": True},
     ]

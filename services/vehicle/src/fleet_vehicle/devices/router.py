@@ -89,8 +89,18 @@ async def create_device(
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
-async def get_device(device_id: uuid.UUID, user: CurrentUser, session: SessionDep, redis: RedisDep):
-    device = await service.get_device(session, user.org_id, device_id)
+async def get_device(
+    device_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    redis: RedisDep,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
+):
+    device = await service.get_device(
+        session, user.org_id, device_id, include_archived=include_archived
+    )
     return (await service.to_out(redis, user.org_id, [device]))[0]
 
 
@@ -113,8 +123,9 @@ async def update_device(
     response_class=Response,
     description=(
         "Revoke the device at the broker at once (a connected device is disconnected and "
-        "cannot reconnect) and archive it: it stays readable by id with its history, and "
-        "its uid may be registered again."
+        "cannot reconnect) and delete it: 404 from then on and out of the lists; its row and "
+        "history are kept, archived (`include_archived=true` shows them), and its uid may be "
+        "registered again."
     ),
 )
 async def delete_device(
@@ -154,7 +165,12 @@ async def device_assignments(
     session: SessionDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
 ):
     """Which vehicles this device was fitted to and when, newest first."""
-    rows, total = await service.assignment_history(session, user.org_id, device_id, limit, offset)
+    rows, total = await service.assignment_history(
+        session, user.org_id, device_id, limit, offset, include_archived
+    )
     return Page(items=rows, total=total, limit=limit, offset=offset)

@@ -64,21 +64,22 @@ def _broker_down(exc: BrokerUnavailableError) -> ServiceUnavailableError:
 
 
 async def get_device(
-    session: AsyncSession, org_id: uuid.UUID, device_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    device_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    include_archived: bool = False,
 ) -> Device:
+    """The org's device; a deleted (archived) one only when asked for."""
     stmt = select(Device).where(Device.id == device_id, Device.org_id == org_id)
+    if not include_archived:
+        stmt = stmt.where(Device.archived_at.is_(None))
     if for_update:
         stmt = stmt.with_for_update()
     device = await session.scalar(stmt)
     if device is None:
         raise NotFoundError("device not found")
-    return device
-
-
-async def _live_device(session: AsyncSession, org_id: uuid.UUID, device_id: uuid.UUID) -> Device:
-    device = await get_device(session, org_id, device_id, for_update=True)
-    if device.archived_at is not None:
-        raise ConflictError("the device is archived")
     return device
 
 
@@ -270,7 +271,7 @@ async def update_device(
     device_id: uuid.UUID,
     data: DeviceUpdate,
 ) -> Device:
-    device = await _live_device(session, principal.org_id, device_id)
+    device = await get_device(session, principal.org_id, device_id, for_update=True)
     changes = data.model_dump(exclude_unset=True)
     if "vehicle_id" in changes and changes["vehicle_id"] != device.vehicle_id:
         if changes["vehicle_id"] is not None:
@@ -305,11 +306,10 @@ async def archive_device(
     principal: Principal,
     device_id: uuid.UUID,
 ) -> None:
-    """Soft delete: the broker client is deleted (a connected device is kicked out and cannot
-    come back), the device leaves its vehicle and the lists; its history is kept."""
+    """Delete: the broker client is deleted (a connected device is kicked out and cannot
+    come back), the device leaves its vehicle and is gone for the API (404, out of lists);
+    the row stays, archived, with its history (`include_archived=true`)."""
     device = await get_device(session, principal.org_id, device_id, for_update=True)
-    if device.archived_at is not None:
-        return
     await _assign(session, principal, device, None)
     device.archived_at = datetime.now(UTC)
     device.active = False
@@ -330,7 +330,7 @@ async def rotate_credentials(
     principal: Principal,
     device_id: uuid.UUID,
 ) -> DeviceCredentials:
-    device = await _live_device(session, principal.org_id, device_id)
+    device = await get_device(session, principal.org_id, device_id, for_update=True)
     password = new_password()
     try:
         await broker.set_password(device.uid, password, enabled=device.active)
@@ -345,9 +345,14 @@ async def rotate_credentials(
 
 
 async def assignment_history(
-    session: AsyncSession, org_id: uuid.UUID, device_id: uuid.UUID, limit: int, offset: int
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    device_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    include_archived: bool = False,
 ):
-    await get_device(session, org_id, device_id)
+    await get_device(session, org_id, device_id, include_archived=include_archived)
     stmt = (
         select(DeviceAssignment)
         .where(DeviceAssignment.device_id == device_id, DeviceAssignment.org_id == org_id)

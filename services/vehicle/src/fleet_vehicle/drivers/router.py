@@ -55,8 +55,17 @@ async def create_driver(body: DriverCreate, user: DispatcherUser, session: Sessi
 
 
 @router.get("/{driver_id}", response_model=DriverOut)
-async def get_driver(driver_id: uuid.UUID, user: CurrentUser, session: SessionDep):
-    driver = await service.get_driver(session, user.org_id, driver_id)
+async def get_driver(
+    driver_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
+):
+    driver = await service.get_driver(
+        session, user.org_id, driver_id, include_archived=include_archived
+    )
     return (await service.to_out(session, [driver]))[0]
 
 
@@ -73,8 +82,9 @@ async def update_driver(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     description=(
-        "Soft delete: the driver is archived (`archived_at` set), taken out of any vehicle, "
-        "and stays readable by id with the history of what they drove."
+        "Delete the driver: 404 from then on and out of the lists, taken out of any vehicle; "
+        "the row and the history of what they drove are kept, archived "
+        "(`include_archived=true` shows them)."
     ),
 )
 async def delete_driver(driver_id: uuid.UUID, user: DispatcherUser, session: SessionDep) -> None:
@@ -88,7 +98,12 @@ async def driver_assignments(
     session: SessionDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
 ):
     """Which vehicles this driver drove and when, newest first."""
-    rows, total = await service.assignment_history(session, user.org_id, driver_id, limit, offset)
+    rows, total = await service.assignment_history(
+        session, user.org_id, driver_id, limit, offset, include_archived
+    )
     return Page(items=rows, total=total, limit=limit, offset=offset)

@@ -7,7 +7,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_common.auth import Principal
-from fleet_common.errors import ConflictError, NotFoundError
+from fleet_common.errors import NotFoundError
 from fleet_vehicle.constraints import commit_or_conflict
 from fleet_vehicle.drivers.schemas import DriverCreate, DriverOut, DriverUpdate
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
@@ -22,9 +22,17 @@ SORT_COLUMNS = {
 
 
 async def get_driver(
-    session: AsyncSession, org_id: uuid.UUID, driver_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    driver_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    include_archived: bool = False,
 ) -> Driver:
+    """The org's driver; a deleted (archived) one only when asked for."""
     stmt = select(Driver).where(Driver.id == driver_id, Driver.org_id == org_id)
+    if not include_archived:
+        stmt = stmt.where(Driver.archived_at.is_(None))
     if for_update:
         stmt = stmt.with_for_update()
     driver = await session.scalar(stmt)
@@ -88,8 +96,6 @@ async def update_driver(
     session: AsyncSession, principal: Principal, driver_id: uuid.UUID, data: DriverUpdate
 ) -> Driver:
     driver = await get_driver(session, principal.org_id, driver_id, for_update=True)
-    if driver.archived_at is not None:
-        raise ConflictError("the driver is archived")
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(driver, field, value)
     await commit_or_conflict(session)
@@ -98,10 +104,9 @@ async def update_driver(
 
 
 async def archive_driver(session: AsyncSession, principal: Principal, driver_id: uuid.UUID) -> None:
-    """Soft delete: out of lists, out of any vehicle, history kept."""
+    """Delete: gone for the API (404, out of lists), out of any vehicle; the row stays,
+    archived, with the history of what they drove (`include_archived=true`)."""
     driver = await get_driver(session, principal.org_id, driver_id, for_update=True)
-    if driver.archived_at is not None:
-        return
     ended = datetime.now(UTC)
     driver.archived_at = ended
     await session.execute(
@@ -113,9 +118,14 @@ async def archive_driver(session: AsyncSession, principal: Principal, driver_id:
 
 
 async def assignment_history(
-    session: AsyncSession, org_id: uuid.UUID, driver_id: uuid.UUID, limit: int, offset: int
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    driver_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    include_archived: bool = False,
 ):
-    await get_driver(session, org_id, driver_id)
+    await get_driver(session, org_id, driver_id, include_archived=include_archived)
     stmt = (
         select(DriverAssignment)
         .where(DriverAssignment.driver_id == driver_id, DriverAssignment.org_id == org_id)

@@ -59,9 +59,18 @@ async def create_vehicle(body: VehicleCreate, user: DispatcherUser, session: Ses
 
 
 @router.get("/{vehicle_id}", response_model=VehicleOut)
-async def get_vehicle(vehicle_id: uuid.UUID, user: CurrentUser, session: SessionDep):
-    """A vehicle, also once archived (deleted): `archived_at` is then set."""
-    vehicle = await service.get_vehicle(session, user.org_id, vehicle_id)
+async def get_vehicle(
+    vehicle_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
+):
+    """A vehicle; a deleted one (`archived_at` set) only with `include_archived=true`."""
+    vehicle = await service.get_vehicle(
+        session, user.org_id, vehicle_id, include_archived=include_archived
+    )
     return (await service.to_out(session, [vehicle]))[0]
 
 
@@ -82,10 +91,9 @@ async def update_vehicle(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     description=(
-        "Soft delete: the vehicle is archived (`archived_at` set), leaves the lists (unless "
-        "`include_archived=true`), its driver and devices are unassigned, and it stays "
-        "readable by id together with its driver and device history. Its plate becomes "
-        "free for a new vehicle. Deleting an archived vehicle again does nothing."
+        "Delete the vehicle: 404 from then on and out of the lists, its driver and devices "
+        "unassigned. The row and its driver and device history are kept, archived "
+        "(`include_archived=true` shows them). Its plate becomes free for a new vehicle."
     ),
 )
 async def delete_vehicle(
@@ -103,9 +111,15 @@ async def delete_vehicle(
     ),
 )
 async def assign_driver(
-    vehicle_id: uuid.UUID, body: DriverAssignmentRequest, user: DispatcherUser, session: SessionDep
+    vehicle_id: uuid.UUID,
+    body: DriverAssignmentRequest,
+    user: DispatcherUser,
+    session: SessionDep,
+    request: Request,
 ):
-    return await service.assign_driver(session, user, vehicle_id, body.driver_id)
+    return await service.assign_driver(
+        session, request.app.state.redis, user, vehicle_id, body.driver_id
+    )
 
 
 @router.get("/{vehicle_id}/driver-assignments", response_model=Page[DriverAssignmentOut])
@@ -115,9 +129,14 @@ async def driver_assignments(
     session: SessionDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
 ):
     """Who drove this vehicle and when, newest first."""
-    rows, total = await service.driver_history(session, user.org_id, vehicle_id, limit, offset)
+    rows, total = await service.driver_history(
+        session, user.org_id, vehicle_id, limit, offset, include_archived
+    )
     return Page(items=rows, total=total, limit=limit, offset=offset)
 
 
@@ -128,7 +147,12 @@ async def device_assignments(
     session: SessionDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
+    include_archived: Annotated[
+        bool, Query(description="Also a deleted (archived) one, for history")
+    ] = False,
 ):
     """Which devices were fitted to this vehicle and when, newest first."""
-    rows, total = await service.device_history(session, user.org_id, vehicle_id, limit, offset)
+    rows, total = await service.device_history(
+        session, user.org_id, vehicle_id, limit, offset, include_archived
+    )
     return Page(items=rows, total=total, limit=limit, offset=offset)

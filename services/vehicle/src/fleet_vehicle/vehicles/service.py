@@ -9,9 +9,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_common.auth import Principal
-from fleet_common.errors import ConflictError, NotFoundError, UnprocessableError
+from fleet_common.errors import NotFoundError, UnprocessableError
 from fleet_vehicle.constraints import commit_or_conflict
-from fleet_vehicle.events import publish_device_change
+from fleet_vehicle.events import publish_device_change, publish_event
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
 from fleet_vehicle.models import Device, DeviceAssignment, Driver, DriverAssignment, Vehicle
 from fleet_vehicle.vehicles.schemas import VehicleCreate, VehicleOut, VehicleUpdate
@@ -42,24 +42,22 @@ def now() -> datetime:
 
 
 async def get_vehicle(
-    session: AsyncSession, org_id: uuid.UUID, vehicle_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    include_archived: bool = False,
 ) -> Vehicle:
-    """The org's vehicle, archived or not; another org's is "not found"."""
+    """The org's vehicle; a deleted (archived) one only when asked for, another org's never."""
     stmt = select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.org_id == org_id)
+    if not include_archived:
+        stmt = stmt.where(Vehicle.archived_at.is_(None))
     if for_update:
         stmt = stmt.with_for_update()
     vehicle = await session.scalar(stmt)
     if vehicle is None:
         raise NotFoundError("vehicle not found")
-    return vehicle
-
-
-async def get_live_vehicle(
-    session: AsyncSession, org_id: uuid.UUID, vehicle_id: uuid.UUID, *, for_update: bool = False
-) -> Vehicle:
-    vehicle = await get_vehicle(session, org_id, vehicle_id, for_update=for_update)
-    if vehicle.archived_at is not None:
-        raise ConflictError("the vehicle is archived")
     return vehicle
 
 
@@ -140,7 +138,7 @@ async def update_vehicle(
     vehicle_id: uuid.UUID,
     data: VehicleUpdate,
 ) -> Vehicle:
-    vehicle = await get_live_vehicle(session, principal.org_id, vehicle_id, for_update=True)
+    vehicle = await get_vehicle(session, principal.org_id, vehicle_id, for_update=True)
     changes = data.model_dump(exclude_unset=True)
     # The location service caches each device's speed limit and vehicle group (events
     # carry the group): a change of either must reach its cache.
@@ -162,11 +160,9 @@ async def update_vehicle(
 async def archive_vehicle(
     session: AsyncSession, redis: Redis, principal: Principal, vehicle_id: uuid.UUID
 ) -> None:
-    """Soft delete: the vehicle leaves lists, its driver and devices are unassigned (their
-    history closed, not erased) and it stays readable by id with `archived_at` set."""
+    """Delete: the vehicle is gone for the API (404, out of lists), its driver and devices
+    are unassigned; the row stays, archived, for history (`include_archived=true`)."""
     vehicle = await get_vehicle(session, principal.org_id, vehicle_id, for_update=True)
-    if vehicle.archived_at is not None:
-        return
     ended = now()
     vehicle.archived_at = ended
     await session.execute(
@@ -189,13 +185,14 @@ async def archive_vehicle(
 
 async def assign_driver(
     session: AsyncSession,
+    redis: Redis,
     principal: Principal,
     vehicle_id: uuid.UUID,
     driver_id: uuid.UUID | None,
 ) -> DriverAssignment | None:
     """Put a driver in the vehicle (ending the vehicle's and the driver's open assignments),
-    or with None take the current driver out."""
-    vehicle = await get_live_vehicle(session, principal.org_id, vehicle_id, for_update=True)
+    or with None take the current driver out; a change raises `driver_changed`."""
+    vehicle = await get_vehicle(session, principal.org_id, vehicle_id, for_update=True)
     driver = None
     if driver_id is not None:
         driver = await session.scalar(
@@ -235,14 +232,35 @@ async def assign_driver(
             assigned_by=principal.user_id,
         )
         session.add(assignment)
+    previous_driver_id = current.driver_id if current is not None else None
+    group = vehicle.group
     await commit_or_conflict(session)
+    if previous_driver_id != driver_id:
+        await publish_event(
+            redis,
+            "driver_changed",
+            org_id=principal.org_id,
+            vehicle_id=vehicle_id,
+            device_id=None,
+            vehicle_group=group,
+            details={
+                "driver_id": str(driver_id) if driver_id else None,
+                "previous_driver_id": str(previous_driver_id) if previous_driver_id else None,
+                "changed_by": str(principal.user_id),
+            },
+        )
     return assignment
 
 
 async def driver_history(
-    session: AsyncSession, org_id: uuid.UUID, vehicle_id: uuid.UUID, limit: int, offset: int
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    include_archived: bool = False,
 ):
-    await get_vehicle(session, org_id, vehicle_id)
+    await get_vehicle(session, org_id, vehicle_id, include_archived=include_archived)
     stmt = (
         select(DriverAssignment)
         .where(DriverAssignment.vehicle_id == vehicle_id, DriverAssignment.org_id == org_id)
@@ -252,9 +270,14 @@ async def driver_history(
 
 
 async def device_history(
-    session: AsyncSession, org_id: uuid.UUID, vehicle_id: uuid.UUID, limit: int, offset: int
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    include_archived: bool = False,
 ):
-    await get_vehicle(session, org_id, vehicle_id)
+    await get_vehicle(session, org_id, vehicle_id, include_archived=include_archived)
     stmt = (
         select(DeviceAssignment)
         .where(DeviceAssignment.vehicle_id == vehicle_id, DeviceAssignment.org_id == org_id)
