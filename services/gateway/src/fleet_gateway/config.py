@@ -44,6 +44,8 @@ class Settings(CommonSettings):
     # Missed pongs after which a socket is considered dead: closed after this many intervals.
     ws_missed_pings: int = Field(3, ge=1)
     ws_queue_size: int = Field(256, ge=1)
+    # How long a socket opened without a token may take to send it as its first message.
+    ws_auth_timeout_s: float = Field(10.0, gt=0)
 
     def upstream_urls(self) -> dict[str, str]:
         return {
