@@ -141,6 +141,7 @@ def gateway_env(stack, auth_service, upstreams, **extra: str) -> dict[str, str]:
         "GATEWAY_UPSTREAM_TIMEOUT_S": "1",
         "GATEWAY_CORS_ORIGINS": '["https://dashboard.example.com"]',
         "GATEWAY_WS_PING_INTERVAL_S": "1",
+        "GATEWAY_WS_AUTH_TIMEOUT_S": "2",
         **extra,
     }
 

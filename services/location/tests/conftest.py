@@ -176,6 +176,7 @@ class Device:
     vehicle_id: str | None
     org_id: str
     password: str
+    http_key: str
 
 
 @pytest.fixture(scope="session")
@@ -206,8 +207,14 @@ def make_device(vehicle_service) -> Callable[..., Device]:
             )
             assert created.status_code == 201, created.text
             body = created.json()
+        credentials = body["credentials"]
         return Device(
-            body["id"], body["uid"], vehicle_id, org.org_id, body["credentials"]["password"]
+            body["id"],
+            body["uid"],
+            vehicle_id,
+            org.org_id,
+            credentials["password"],
+            credentials["http_key"],
         )
 
     return factory

@@ -36,6 +36,7 @@ async def test_get_query(client, db, device):
         "/ingest/osmand",
         params={
             "id": device.uid,
+            "key": device.http_key,
             "lat": "10.5",
             "lon": "106.25",
             "timestamp": int(ts.timestamp()),
@@ -59,6 +60,7 @@ async def test_post_form_with_milliseconds(client, db, device):
         "/ingest/osmand",
         data={
             "deviceid": device.uid,
+            "key": device.http_key,
             "lat": "10.6",
             "lon": "106.3",
             "timestamp": str(int(ts.timestamp() * 1000)),
@@ -74,7 +76,8 @@ async def test_post_with_query_string_and_location_pair(client, db, device):
     clients do not always encode the `+` of an ISO offset)."""
     ts = at(80)
     response = await client.post(
-        f"/ingest/osmand?id={device.uid}&timestamp={ts.isoformat()}&location=10.7,106.4"
+        f"/ingest/osmand?key={device.http_key}&id={device.uid}&timestamp={ts.isoformat()}"
+        "&location=10.7,106.4"
         "&odometer=1500&hdop=0.8&charge=true"
     )
     assert response.status_code == 200, response.text
@@ -102,7 +105,7 @@ async def test_traccar_client_json(client, db, device):
             "battery": {"level": 0.5, "is_charging": True},
         },
     }
-    response = await client.post("/ingest/osmand", json=body)
+    response = await client.post("/ingest/osmand", params={"key": device.http_key}, json=body)
     assert response.status_code == 200, response.text
     row = await fetch(db, device, ts)
     assert (row["lat"], row["heading_deg"], row["battery_pct"], row["odometer_km"]) == (
@@ -139,6 +142,7 @@ def counted(reason: str) -> float:
 )
 async def test_refused_queries(client, device, params, status, reason):
     params = {k: v.replace("{uid}", device.uid) for k, v in params.items()}
+    params["key"] = device.http_key
     before = counted(reason)
     response = await client.get("/ingest/osmand", params=params)
     assert response.status_code == status, response.text
@@ -179,8 +183,199 @@ async def test_inactive_device_is_refused(client, org_a, make_device, vehicle_se
     # sees the inactive device.
     for _ in range(50):
         response = await client.get(
-            "/ingest/osmand", params={"id": device.uid, "lat": "1", "lon": "2"}
+            "/ingest/osmand",
+            params={"id": device.uid, "key": device.http_key, "lat": "1", "lon": "2"},
         )
         if response.status_code == 404:
             break
     assert response.json()["reason"] == Reason.INACTIVE_DEVICE
+
+
+# ------------------------------------------------------------------ the device's HTTP key
+
+
+def position(device, **extra) -> dict:
+    return {"id": device.uid, "lat": "48.8566", "lon": "2.3522", **extra}
+
+
+async def kept_payloads(db, device, reason: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT payload FROM telemetry_rejections WHERE device_uid = $1 AND reason = $2",
+        device.uid,
+        reason,
+    )
+    return [bytes(row["payload"]).decode() for row in rows]
+
+
+async def test_a_position_without_the_devices_key_is_refused_and_kept(
+    client, db, stored_count, org_a, make_device, wait_for
+):
+    device = make_device(org_a, protocol="osmand")
+    before = counted(Reason.MISSING_KEY)
+    response = await client.get("/ingest/osmand", params=position(device))
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["reason"] == Reason.MISSING_KEY
+    assert counted(Reason.MISSING_KEY) == before + 1
+    assert await wait_for(lambda: kept_payloads(db, device, Reason.MISSING_KEY))
+    assert await stored_count(device.device_id) == 0
+
+
+async def test_another_devices_key_is_refused_and_never_kept(
+    client, db, stored_count, org_a, org_b, make_device, wait_for
+):
+    device = make_device(org_a, protocol="osmand")
+    other = make_device(org_b, protocol="osmand")
+    before = counted(Reason.INVALID_KEY)
+    for key in (other.http_key, device.http_key[:-1], "x" * 10_000):
+        response = await client.get("/ingest/osmand", params=position(device, key=key))
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"] == PROBLEM
+        assert response.json()["reason"] == Reason.INVALID_KEY
+    assert counted(Reason.INVALID_KEY) == before + 3
+    payloads = await wait_for(lambda: kept_payloads(db, device, Reason.INVALID_KEY))
+    assert all(other.http_key not in p and "key=[redacted]" in p for p in payloads), payloads
+    assert await stored_count(device.device_id) == 0
+    # The right key still works, and is not kept as an attribute of the position.
+    ts = at(30)
+    response = await client.get(
+        "/ingest/osmand",
+        params=position(device, key=device.http_key, timestamp=int(ts.timestamp())),
+    )
+    assert response.status_code == 200, response.text
+    assert (await fetch(db, device, ts))["attrs"] in (None, "{}")
+
+
+async def test_rotating_the_credentials_replaces_the_key(
+    client, org_a, make_device, vehicle_service
+):
+    import httpx
+
+    device = make_device(org_a, protocol="osmand")
+    async with httpx.AsyncClient(base_url=vehicle_service.url) as http:
+        rotated = await http.post(
+            f"/api/v1/devices/{device.device_id}/credentials", headers=org_a.headers("dispatcher")
+        )
+    assert rotated.status_code == 200, rotated.text
+    new_key = rotated.json()["http_key"]
+    assert new_key != device.http_key
+    for _ in range(50):  # until the fleet:devices message has dropped the cached device
+        old = await client.get("/ingest/osmand", params=position(device, key=device.http_key))
+        if old.status_code == 403:
+            break
+    assert old.json()["reason"] == Reason.INVALID_KEY
+    fresh = await client.get("/ingest/osmand", params=position(device, key=new_key))
+    assert fresh.status_code == 200, fresh.text
+
+
+async def test_an_admin_can_waive_the_key_for_legacy_hardware(
+    client, org_a, make_device, vehicle_service, stored_count
+):
+    import httpx
+
+    device = make_device(org_a, protocol="osmand")
+    url = f"/api/v1/devices/{device.device_id}"
+    async with httpx.AsyncClient(base_url=vehicle_service.url) as http:
+        refused = await http.patch(
+            url, headers=org_a.headers("dispatcher"), json={"http_key_required": False}
+        )
+        assert refused.status_code == 403, refused.text
+        waived = await http.patch(
+            url, headers=org_a.headers("admin"), json={"http_key_required": False}
+        )
+        assert waived.status_code == 200, waived.text
+        body = waived.json()
+        assert body["http_key_required"] is False
+        assert body["http_key_waived_by"] == org_a.user_ids["admin"]
+        assert body["http_key_waived_at"] is not None
+        assert (await http.get(url, headers=org_a.headers("viewer"))).json()[
+            "http_key_required"
+        ] is False
+    for _ in range(50):
+        response = await client.get("/ingest/osmand", params=position(device))
+        if response.status_code == 200:
+            break
+    assert response.status_code == 200, response.text
+    assert await stored_count(device.device_id) == 1
+    async with httpx.AsyncClient(base_url=vehicle_service.url) as http:
+        required = await http.patch(
+            url, headers=org_a.headers("dispatcher"), json={"http_key_required": True}
+        )
+        assert required.status_code == 200, required.text
+        assert required.json()["http_key_waived_at"] is None
+    for _ in range(50):
+        response = await client.get("/ingest/osmand", params=position(device))
+        if response.status_code == 401:
+            break
+    assert response.json()["reason"] == Reason.MISSING_KEY
+
+
+@pytest.fixture
+def tight_limits(app, redis):
+    """The running app's ingest limits, lowered for one test (an hour's window, so that a
+    window boundary does not fall inside the test)."""
+    from fleet_location.ingest.http_access import IngestRateLimiter
+
+    original = app.state.ingest_limiter
+    app.state.ingest_limiter = IngestRateLimiter(
+        app.state.redis, per_address=10, per_device=3, window_s=3600
+    )
+    yield app.state.ingest_limiter
+    app.state.ingest_limiter = original
+
+
+async def test_a_device_past_its_rate_limit_is_refused_and_counted(
+    client, db, org_a, make_device, tight_limits, stored_count, wait_for
+):
+    device = make_device(org_a, protocol="osmand")
+    address = {"X-Forwarded-For": f"198.51.100.{uuid.uuid4().int % 250 + 1}"}
+    before = counted(Reason.RATE_LIMITED)
+    statuses = []
+    for seconds_ago in range(5):
+        ts = int(at(200 + seconds_ago).timestamp())
+        response = await client.get(
+            "/ingest/osmand",
+            params=position(device, key=device.http_key, timestamp=ts),
+            headers=address,
+        )
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 200, 429, 429]
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["reason"] == Reason.RATE_LIMITED
+    assert int(response.headers["retry-after"]) >= 1
+    assert counted(Reason.RATE_LIMITED) == before + 2
+    assert await stored_count(device.device_id) == 3
+    assert await wait_for(lambda: kept_payloads(db, device, Reason.RATE_LIMITED))
+    # Forged requests (no key) do not spend the device's budget: another device's are its own.
+    other = make_device(org_a, protocol="osmand")
+    for _ in range(3):
+        forged = await client.get("/ingest/osmand", params=position(other), headers=address)
+        assert forged.status_code == 401
+    own = await client.get(
+        "/ingest/osmand", params=position(other, key=other.http_key), headers=address
+    )
+    assert own.status_code == 200, own.text
+
+
+async def test_an_address_past_its_rate_limit_is_refused_whatever_the_device(
+    client, org_a, make_device, tight_limits
+):
+    address = {"X-Forwarded-For": f"203.0.113.{uuid.uuid4().int % 250 + 1}"}
+    before = counted(Reason.RATE_LIMITED)
+    statuses = []
+    for _ in range(12):
+        # A new made-up id each time: the address limit holds whatever the id says.
+        response = await client.get(
+            "/ingest/osmand",
+            params={"id": f"imei-{uuid.uuid4().hex[:12]}", "lat": "1", "lon": "2"},
+            headers=address,
+        )
+        statuses.append(response.status_code)
+    assert statuses == [404] * 10 + [429] * 2
+    assert response.json()["reason"] == Reason.RATE_LIMITED
+    assert counted(Reason.RATE_LIMITED) == before + 2
+    device = make_device(org_a, protocol="osmand")
+    blocked = await client.get(
+        "/ingest/osmand", params=position(device, key=device.http_key), headers=address
+    )
+    assert blocked.status_code == 429

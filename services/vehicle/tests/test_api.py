@@ -298,10 +298,37 @@ async def test_device_create_returns_credentials_and_fits_the_vehicle(client, or
     assert device["credentials"]["username"] == device["uid"]
     assert device["credentials"]["mqtt_port"] == stack.mosquitto.port
     assert device["credentials_reset_required"] is False
+    assert device["http_key_required"] is True
+    assert device["http_key_waived_at"] is None
     history = await client.get(
         f"/api/v1/devices/{device['id']}/assignments", headers=org_a.headers()
     )
     assert [i["vehicle_id"] for i in history.json()["items"]] == [vehicle["id"]]
+
+
+async def test_the_http_key_is_shown_once_stored_hashed_and_rotated(
+    client, org_a, vehicle_database, internal_headers
+):
+    import hashlib
+
+    device = await make_device(client, org_a)
+    key = device["credentials"]["http_key"]
+    assert len(key) >= 32
+    assert key != device["credentials"]["password"]
+    read = await client.get(f"/api/v1/devices/{device['id']}", headers=org_a.headers())
+    assert key not in read.text
+    assert "http_key_hash" not in read.text
+    lookup = await client.get(f"/internal/devices/{device['uid']}", headers=internal_headers)
+    assert lookup.json()["http_key_sha256"] == hashlib.sha256(key.encode()).hexdigest()
+    assert lookup.json()["http_key_required"] is True
+    rotated = await client.post(
+        f"/api/v1/devices/{device['id']}/credentials", headers=org_a.headers("dispatcher")
+    )
+    assert rotated.status_code == 200, rotated.text
+    new_key = rotated.json()["http_key"]
+    assert new_key != key
+    lookup = await client.get(f"/internal/devices/{device['uid']}", headers=internal_headers)
+    assert lookup.json()["http_key_sha256"] == hashlib.sha256(new_key.encode()).hexdigest()
 
 
 async def test_duplicate_uid_is_409_across_orgs(client, org_a, org_b):

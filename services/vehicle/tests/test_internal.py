@@ -1,5 +1,6 @@
 """The internal uid lookup the location service uses."""
 
+import hashlib
 import uuid
 
 import pytest
@@ -53,6 +54,8 @@ async def test_lookup_by_uid(client, org_a, internal_headers):
         "vehicle_group": "North depot",
         "protocol": "osmand",
         "active": True,
+        "http_key_sha256": hashlib.sha256(device["credentials"]["http_key"].encode()).hexdigest(),
+        "http_key_required": True,
     }
     for uid in ("no-such-device", "a%2Fb", "%24SYS", "x" * 200):
         missing = await client.get(f"/internal/devices/{uid}", headers=internal_headers)

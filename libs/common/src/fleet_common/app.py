@@ -5,7 +5,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from fleet_common.auth import JWKSCache, TokenVerifier
+from fleet_common.auth import JWKSCache, RevocationList, TokenVerifier
 from fleet_common.db import create_engine, create_sessionmaker, ping_database
 from fleet_common.errors import install_error_handlers
 from fleet_common.health import HealthCheck, health_router
@@ -51,7 +51,9 @@ def create_service_app(
         jwks_client = create_http_client(timeout=5.0)
         if verify_tokens:
             app.state.token_verifier = TokenVerifier(
-                JWKSCache(settings.jwks_url, jwks_client), settings.jwt_issuer
+                JWKSCache(settings.jwks_url, jwks_client),
+                settings.jwt_issuer,
+                RevocationList(redis),
             )
         try:
             if lifespan is None:

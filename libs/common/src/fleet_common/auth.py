@@ -3,11 +3,20 @@
 Every service verifies tokens itself (the gateway checking first is not enough). Only
 asymmetric algorithms are accepted and the algorithm is taken from the key, never from the
 token header, which rules out `alg: none` and HS256-with-the-public-key confusion.
+
+Revocation: a signed token is also refused once the auth service revoked it (sign-out) or
+every token of its user issued until then (deactivation, role or password change). The
+auth service writes that to one Redis hash per user (`revocation_key`) and announces it on
+`REVOCATIONS_CHANNEL`; every verifier reads the hash at most once per `cache_ttl_s` (1 s)
+per user, so a revocation takes effect everywhere within about a second (at once in the
+gateway, which also listens to the channel). The hash expires when the newest token it can
+concern has (access tokens live 15 minutes), so it never grows past a user's recent sign-outs.
 """
 
 import asyncio
 import hmac
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -16,6 +25,8 @@ from uuid import UUID
 import httpx
 import jwt
 from fastapi import Depends, Header, Request
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from fleet_common.errors import ForbiddenError, ServiceUnavailableError, UnauthorizedError
 from fleet_common.logging import get_logger
@@ -24,6 +35,15 @@ log = get_logger(__name__)
 
 ALLOWED_ALGORITHMS = ("EdDSA", "RS256")
 REQUIRED_CLAIMS = ("sub", "org", "role", "exp", "iat", "jti", "iss")
+REVOCATIONS_CHANNEL = "fleet:revocations"
+# Field of a user's revocation hash: tokens issued at or before this time (ms) are revoked.
+REVOKED_BEFORE_FIELD = "before_ms"
+REVOKED_TOKEN_PREFIX = "jti:"  # noqa: S105 - a field name: one per signed-out token
+
+
+def revocation_key(user_id: UUID | str) -> str:
+    """The user's revocation hash (hash-tagged: one slot per user on Redis Cluster)."""
+    return f"fleet:revoked:{{{user_id}}}"
 
 
 class Role(StrEnum):
@@ -48,9 +68,85 @@ class Principal:
     role: Role
     token_id: str
     expires_at: int
+    # `iat_ms` (milliseconds; `iat` alone is too coarse: a token issued a moment after a
+    # revocation must not fall in the same second as it and be refused with the old ones).
+    issued_at_ms: int = 0
 
     def can(self, role: Role) -> bool:
         return self.role.rank >= role.rank
+
+
+@dataclass(frozen=True, slots=True)
+class _Revoked:
+    before_ms: int
+    token_ids: frozenset[str]
+    read_at: float
+
+
+class RevocationList:
+    """The auth service's revocations, read from Redis and kept here for `cache_ttl_s`.
+
+    Fails open: while Redis is unreachable the last state read is used (or none), since the
+    signature and expiry still hold and a 15-minute token is the worst case; for a few
+    seconds after a failure Redis is not asked, so an outage adds no timeout per request.
+    """
+
+    def __init__(self, redis: Redis, *, cache_ttl_s: float = 1.0, max_users: int = 100_000) -> None:
+        self.redis = redis
+        self.cache_ttl_s = cache_ttl_s
+        self.max_users = max_users
+        self._users: OrderedDict[UUID, _Revoked] = OrderedDict()
+        self._reads: dict[UUID, asyncio.Future[_Revoked | None]] = {}
+        self._skip_until = 0.0
+
+    async def is_revoked(self, principal: Principal) -> bool:
+        state = self._users.get(principal.user_id)
+        if state is None or time.monotonic() - state.read_at > self.cache_ttl_s:
+            state = await self._read(principal.user_id) or state
+        if state is None:
+            return False
+        return principal.issued_at_ms <= state.before_ms or principal.token_id in state.token_ids
+
+    def forget(self, user_id: UUID) -> None:
+        """Drop the cached state: the next check reads Redis (a revocation was announced)."""
+        self._users.pop(user_id, None)
+
+    def clear(self) -> None:
+        self._users.clear()
+
+    async def _read(self, user_id: UUID) -> _Revoked | None:
+        # One read per user at a time, however many requests of theirs wait for it.
+        read = self._reads.get(user_id)
+        if read is None:
+            read = asyncio.ensure_future(self._fetch(user_id))
+            self._reads[user_id] = read
+            read.add_done_callback(lambda _f: self._reads.pop(user_id, None))
+        return await asyncio.shield(read)
+
+    async def _fetch(self, user_id: UUID) -> _Revoked | None:
+        now = time.monotonic()
+        if now < self._skip_until:
+            return None
+        try:
+            fields = await self.redis.hgetall(revocation_key(user_id))
+        except (RedisError, OSError) as exc:
+            self._skip_until = now + 5.0
+            log.warning("revocations unavailable: Redis unreachable", error=str(exc))
+            return None
+        before_ms = 0
+        token_ids = set()
+        for name, value in fields.items():
+            name = name.decode() if isinstance(name, bytes) else name
+            if name == REVOKED_BEFORE_FIELD:
+                before_ms = int(value)
+            elif name.startswith(REVOKED_TOKEN_PREFIX):
+                token_ids.add(name.removeprefix(REVOKED_TOKEN_PREFIX))
+        state = _Revoked(before_ms, frozenset(token_ids), now)
+        self._users[user_id] = state
+        self._users.move_to_end(user_id)
+        if len(self._users) > self.max_users:
+            self._users.popitem(last=False)
+        return state
 
 
 class JWKSCache:
@@ -109,11 +205,22 @@ class JWKSCache:
 
 
 class TokenVerifier:
-    def __init__(self, jwks: JWKSCache, issuer: str) -> None:
+    def __init__(
+        self, jwks: JWKSCache, issuer: str, revocations: RevocationList | None = None
+    ) -> None:
         self.jwks = jwks
         self.issuer = issuer
+        self.revocations = revocations
 
     async def verify(self, token: str) -> Principal:
+        """The token's principal: signed by a published key, unexpired, not revoked."""
+        principal = await self.decode(token)
+        if self.revocations is not None and await self.revocations.is_revoked(principal):
+            raise UnauthorizedError("token has been revoked")
+        return principal
+
+    async def decode(self, token: str) -> Principal:
+        """Check the signature and claims (not revocation)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -139,6 +246,7 @@ class TokenVerifier:
                 role=Role(claims["role"]),
                 token_id=str(claims["jti"]),
                 expires_at=int(claims["exp"]),
+                issued_at_ms=int(claims.get("iat_ms") or int(claims["iat"]) * 1000),
             )
         except jwt.ExpiredSignatureError as exc:
             raise UnauthorizedError("token has expired") from exc

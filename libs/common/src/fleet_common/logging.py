@@ -1,12 +1,71 @@
-"""structlog JSON logging with the request id bound to every line."""
+"""structlog JSON logging with the request id bound to every line, and no secret in any.
+
+Every line, ours or a library's (uvicorn writes the WebSocket URL with its `?token=`), goes
+through `redact_secrets` last: the values of secret query parameters (`token`, `key`,
+`password`, ...), bearer credentials, anything shaped like a JWT, and fields named like a
+secret are replaced by `[redacted]`.
+"""
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
+
+REDACTED = "[redacted]"
+SECRET_PARAMETERS = (
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "key",
+    "api_key",
+    "password",
+    "secret",
+)
+_SECRET_FIELDS = frozenset(
+    (*SECRET_PARAMETERS, "authorization", "http_key", "internal_token", "client_secret")
+)
+_SECRET_TEXT = re.compile(
+    # A secret query or form parameter's value (`?token=…`, `&key=…`).
+    r"(?i)(?P<param>[?&;](?:" + "|".join(SECRET_PARAMETERS) + r")=)[^&;\s\"'#]+"
+    # A bearer credential (`Authorization: Bearer …`).
+    r"|(?P<scheme>\bbearer )[\w.~+/=-]+"
+    # A JWT wherever it appears (three base64url parts, the first a JSON header).
+    r"|\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"
+)
+
+
+def _replace(match: re.Match) -> str:
+    return (match.group("param") or match.group("scheme") or "") + REDACTED
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(_replace, value) if value else value
+    if isinstance(value, dict):
+        return {k: REDACTED if _secret_field(k) else _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def _secret_field(name: Any) -> bool:
+    return isinstance(name, str) and name.lower() in _SECRET_FIELDS
+
+
+def redact_secrets(_logger, _name, event_dict):
+    """Last processor of every line: no token, key or password is ever written."""
+    for name, value in event_dict.items():
+        if _secret_field(name) and value:
+            event_dict[name] = REDACTED
+        elif isinstance(value, str | dict | list | tuple):
+            event_dict[name] = _redact_value(value)
+    return event_dict
 
 
 def _add_request_id(_logger, _name, event_dict):
@@ -37,6 +96,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             lambda _l, _n, event: {"service": service, **event},
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_secrets,
             structlog.processors.JSONRenderer(),
         ],
     )

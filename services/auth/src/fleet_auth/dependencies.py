@@ -8,6 +8,7 @@ from fleet_auth.config import Settings
 from fleet_auth.firebase import FirebaseVerifier
 from fleet_auth.keys import KeyRing
 from fleet_auth.login_limits import LoginLimiter
+from fleet_auth.revocation import Revoker
 
 
 def _settings(request: Request) -> Settings:
@@ -22,6 +23,10 @@ def _login_limiter(request: Request) -> LoginLimiter:
     return request.app.state.login_limiter
 
 
+def _revoker(request: Request) -> Revoker:
+    return request.app.state.revoker
+
+
 def _firebase(request: Request) -> FirebaseVerifier | None:
     return request.app.state.firebase
 
@@ -29,4 +34,5 @@ def _firebase(request: Request) -> FirebaseVerifier | None:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(_key_ring)]
 LoginLimiterDep = Annotated[LoginLimiter, Depends(_login_limiter)]
+RevokerDep = Annotated[Revoker, Depends(_revoker)]
 FirebaseDep = Annotated[FirebaseVerifier | None, Depends(_firebase)]

@@ -10,6 +10,7 @@ from fleet_auth.firebase import FirebaseVerifier
 from fleet_auth.jwks import router as jwks_router
 from fleet_auth.keys import load_key_ring
 from fleet_auth.login_limits import LoginLimiter
+from fleet_auth.revocation import Revoker
 from fleet_auth.sessions.router import router as sessions_router
 from fleet_auth.users.router import router as users_router
 from fleet_common.app import create_service_app
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_address=settings.login_max_failures_per_address,
         window_s=settings.login_failure_window_s,
     )
+    app.state.revoker = Revoker(app.state.redis, settings.access_token_ttl_s)
     app.state.firebase = None
     app.include_router(jwks_router)
     app.include_router(sessions_router, prefix="/api/v1")

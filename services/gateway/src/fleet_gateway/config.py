@@ -13,10 +13,12 @@ class RateLimit(BaseModel):
     window_s: int = Field(ge=1, le=86400)
 
 
-# Per user (per address when anonymous; per device for OsmAnd ingest) and route group.
+# Per user (per address when anonymous) and route group. OsmAnd ingest's limit is a flood
+# backstop per address, above the location service's own per-address and per-device limits
+# (which count their refusals as rejections and know which device proved its key).
 DEFAULT_RATE_LIMITS = {
     "auth": RateLimit(requests=30, window_s=60),
-    "ingest": RateLimit(requests=600, window_s=60),
+    "ingest": RateLimit(requests=6000, window_s=60),
     "api": RateLimit(requests=1200, window_s=60),
 }
 
@@ -53,6 +55,8 @@ class Settings(CommonSettings):
     dashboard_dir: Path = Path("frontend/dist")
     # Upstream OpenAPI documents are fetched again after this long (`/api/v1/openapi.json`).
     openapi_cache_s: float = Field(60.0, ge=0)
+    # How long a socket opened without a token may take to send it as its first message.
+    ws_auth_timeout_s: float = Field(10.0, gt=0)
 
     def upstream_urls(self) -> dict[str, str]:
         return {

@@ -1,10 +1,15 @@
-"""The live WebSocket: `/api/v1/ws?token=…` relays the org's `fleet:live:{org_id}` messages.
+"""The live WebSocket: `/api/v1/ws` relays the org's `fleet:live:{org_id}` messages.
 
 One Redis subscription per org per process (`LiveHub`), fanned out to that org's sockets.
 Each socket has one writer task (everything it is sent goes through its queue), app-level
 pings (`{"type": "ping"}`, answered by any client message, normally `{"type": "pong"}`), and
 closes when its token expires unless the client sends `{"type": "token", "token": …}` with
-a fresh token of the same user.
+a fresh token of the same user, or at once (4401) when its token is revoked.
+
+The token comes, in order of preference, as the subprotocol pair `bearer, <token>`
+(`new WebSocket(url, ["bearer", token])`; the answer selects `bearer`), as a first message
+`{"type": "token", "token": …}` within `ws_auth_timeout_s`, or as `?token=` (kept for
+existing clients; every log line redacts it).
 
 A socket opened with `?batch=1` gets its positions gathered into
 `{"type": "positions", "data": [...]}` messages, one per `ws_batch_window_s` (or per
@@ -29,12 +34,14 @@ from fleet_common.errors import ProblemError
 from fleet_common.logging import get_logger
 from fleet_common.redis import live_channel
 from fleet_gateway.config import Settings
+from fleet_gateway.revocations import RevocationWatch
 
 log = get_logger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_PING_TIMEOUT = 4408
 CLOSE_TRY_AGAIN_LATER = 1013  # the client reads too slowly to keep up
+BEARER_SUBPROTOCOL = "bearer"
 
 # How the location service publishes a position (its Lua script writes exactly this).
 POSITION_PREFIX = '{"type":"position","data":'
@@ -225,17 +232,59 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
             await websocket.close(code, reason)
 
 
+async def _authenticate(
+    websocket: WebSocket, verifier: TokenVerifier, settings: Settings
+) -> Principal | None:
+    """Accept the socket and verify its token (subprotocol, first message or query), or
+    close it with 4401 and return None. Accepted first so that a bad token can be refused
+    with 4401 (a refusal during the handshake could only be an HTTP 403)."""
+    offered: list[str] = websocket.scope.get("subprotocols") or []
+    token = None
+    if BEARER_SUBPROTOCOL in offered:
+        position = offered.index(BEARER_SUBPROTOCOL)
+        token = offered[position + 1] if position + 1 < len(offered) else None
+    # A browser that offered a subprotocol fails the connection unless one is selected.
+    selected = BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None
+    await websocket.accept(subprotocol=selected)
+    token = token or websocket.query_params.get("token")
+    if not token:
+        try:
+            async with asyncio.timeout(settings.ws_auth_timeout_s):
+                token = _token_message(await websocket.receive_text())
+        except TimeoutError:
+            token = None
+        except WebSocketDisconnect:
+            return None
+        if not token:
+            await _close(websocket, CLOSE_UNAUTHORIZED, "a token is required")
+            return None
+    try:
+        return await verifier.verify(token)
+    except ProblemError as exc:
+        await _close(websocket, CLOSE_UNAUTHORIZED, exc.detail[:120])
+        return None
+
+
+def _token_message(text: str) -> str | None:
+    """The token of a `{"type": "token", "token": …}` message, else None."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("type") == "token":
+        token = message.get("token")
+        return token if isinstance(token, str) else None
+    return None
+
+
 async def live_socket(websocket: WebSocket) -> None:
-    """`/api/v1/ws?token=…`. Accepted first so that a bad token can be refused with 4401
-    (a refusal during the handshake could only be an HTTP 403)."""
+    """`/api/v1/ws`, authenticated by `_authenticate`."""
     settings: Settings = websocket.app.state.settings
     verifier: TokenVerifier = websocket.app.state.token_verifier
     hub: LiveHub = websocket.app.state.live_hub
-    await websocket.accept()
-    try:
-        principal = await verifier.verify(websocket.query_params.get("token") or "")
-    except ProblemError as exc:
-        await _close(websocket, CLOSE_UNAUTHORIZED, exc.detail[:120])
+    watch: RevocationWatch = websocket.app.state.revocation_watch
+    principal = await _authenticate(websocket, verifier, settings)
+    if principal is None:
         return
 
     batch = websocket.query_params.get("batch", "").lower() in ("1", "true")
@@ -243,6 +292,8 @@ async def live_socket(websocket: WebSocket) -> None:
     await hub.join(principal.org_id, subscriber)
     writer = asyncio.create_task(_pump(websocket, subscriber))
     overflow = asyncio.create_task(subscriber.overflowed.wait())
+    revocation = watch.watch(principal.user_id)
+    revoked = asyncio.create_task(revocation.wait())
     receiver: asyncio.Task[str] | None = None
     close_code, close_reason = 1000, ""
     try:
@@ -262,12 +313,24 @@ async def live_socket(websocket: WebSocket) -> None:
                 close_code, close_reason = CLOSE_PING_TIMEOUT, "no answer to pings"
                 break
             if now >= next_ping:
+                # Also a check for a revocation whose announcement was missed.
+                if await _is_revoked(verifier, principal):
+                    close_code, close_reason = CLOSE_UNAUTHORIZED, "token revoked"
+                    break
                 subscriber.offer(json.dumps({"type": "ping", "ts": int(time.time())}))
                 next_ping = now + settings.ws_ping_interval_s
             timeout = max(0.01, min(until_expiry, next_ping - now))
             done, _ = await asyncio.wait(
-                {receiver, writer, overflow}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {receiver, writer, overflow, revoked},
+                timeout=timeout,
+                return_when=asyncio.FIRST_COMPLETED,
             )
+            if revoked in done:
+                revocation.clear()
+                revoked = asyncio.create_task(revocation.wait())
+                if await _is_revoked(verifier, principal):
+                    close_code, close_reason = CLOSE_UNAUTHORIZED, "token revoked"
+                    break
             if writer in done:
                 break  # the peer is gone (send failed)
             if overflow in done:
@@ -277,32 +340,38 @@ async def live_socket(websocket: WebSocket) -> None:
                 text = receiver.result()  # raises WebSocketDisconnect when the peer left
                 receiver = None
                 last_heard = time.monotonic()
-                renewed = await _renewed_expiry(text, principal, verifier)
+                renewed = await _renewed(text, principal, verifier)
                 if renewed is False:
                     close_code, close_reason = CLOSE_UNAUTHORIZED, "invalid token"
                     break
                 if renewed is not None:
-                    expires_at = renewed
-                    subscriber.offer(json.dumps({"type": "token_accepted", "expires_at": renewed}))
+                    principal, expires_at = renewed, renewed.expires_at
+                    subscriber.offer(
+                        json.dumps({"type": "token_accepted", "expires_at": expires_at})
+                    )
     except WebSocketDisconnect:
         close_code = 0
     finally:
-        for task in (writer, overflow, receiver):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in (writer, overflow, receiver) if t is not None), return_exceptions=True
-        )
+        tasks = [t for t in (writer, overflow, revoked, receiver) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        watch.unwatch(principal.user_id, revocation)
         await hub.leave(principal.org_id, subscriber)
         if close_code:
             await _close(websocket, close_code, close_reason)
 
 
-async def _renewed_expiry(
+async def _is_revoked(verifier: TokenVerifier, principal: Principal) -> bool:
+    revocations = verifier.revocations
+    return revocations is not None and await revocations.is_revoked(principal)
+
+
+async def _renewed(
     text: str, principal: Principal, verifier: TokenVerifier
-) -> int | bool | None:
-    """The new expiry for a valid `{"type": "token"}` message, False for an invalid one,
-    None for any other message."""
+) -> Principal | bool | None:
+    """The new principal for a valid `{"type": "token"}` message, False for an invalid
+    one, None for any other message."""
     try:
         message = json.loads(text)
     except ValueError:
@@ -318,4 +387,4 @@ async def _renewed_expiry(
         return False
     if fresh.user_id != principal.user_id or fresh.org_id != principal.org_id:
         return False
-    return fresh.expires_at
+    return fresh

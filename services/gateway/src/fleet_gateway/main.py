@@ -1,5 +1,6 @@
 """The gateway app: the only public HTTP entry."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,12 +12,14 @@ from starlette.routing import Mount, Route
 
 from fleet_common.app import create_service_app
 from fleet_common.health import HealthCheck
+from fleet_common.tasks import stop_tasks
 from fleet_gateway import api_docs
 from fleet_gateway.config import Settings
 from fleet_gateway.dashboard import Dashboard
 from fleet_gateway.live import LiveHub, live_socket
 from fleet_gateway.proxy import Forwarder, create_upstreams
 from fleet_gateway.rate_limit import RateLimiter
+from fleet_gateway.revocations import RevocationWatch
 from fleet_gateway.security_headers import SecurityHeadersMiddleware
 from fleet_gateway.token_cache import CachingTokenVerifier
 
@@ -49,15 +52,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.upstreams, settings.openapi_cache_s
         )
         common = app.state.token_verifier
-        app.state.token_verifier = CachingTokenVerifier(common.jwks, common.issuer)
+        app.state.token_verifier = CachingTokenVerifier(
+            common.jwks, common.issuer, common.revocations
+        )
         app.state.live_hub = LiveHub(
             app.state.redis,
             batch_window_s=settings.ws_batch_window_s,
             batch_max_positions=settings.ws_batch_max_positions,
         )
+        app.state.revocation_watch = RevocationWatch(app.state.redis, common.revocations)
+        watcher = asyncio.create_task(app.state.revocation_watch.run(), name="revocations")
         try:
             yield
         finally:
+            await stop_tasks([watcher])
             await app.state.rate_limiter.close()
             await app.state.live_hub.close()
             for upstream in app.state.upstreams.values():

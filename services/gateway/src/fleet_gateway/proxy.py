@@ -30,7 +30,7 @@ from fleet_common.errors import (
 from fleet_common.logging import get_logger, request_id_var
 from fleet_gateway.config import Settings
 from fleet_gateway.rate_limit import RateLimiter
-from fleet_gateway.routing import RouteRule, match_route
+from fleet_gateway.routing import match_route
 
 log = get_logger(__name__)
 
@@ -182,15 +182,12 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-def _rate_limit_subject(scope: Scope, rule: RouteRule, principal: Principal | None) -> str:
+def _rate_limit_subject(scope: Scope, principal: Principal | None) -> str:
     if principal is not None:
         return f"user:{principal.user_id}"
+    # Not by OsmAnd's `id`: anyone can send any id, and a new id each time would be a new
+    # budget. The location service limits each device once its key proved who it is.
     request = Request(scope)
-    if rule.group == "ingest":
-        # Devices share carrier NAT addresses; each device gets its own budget.
-        device_id = request.query_params.get("id") or request.query_params.get("deviceid")
-        if device_id:
-            return f"device:{device_id[:64]}"
     settings: Settings = scope["app"].state.settings
     return f"address:{client_address(request, settings.trusted_proxies)}"
 
@@ -250,7 +247,7 @@ class Forwarder:
 
         limiter: RateLimiter = state.rate_limiter
         retry_after_s = await limiter.hit(
-            rule.group, _rate_limit_subject(scope, rule, principal), settings.rate_limit(rule.group)
+            rule.group, _rate_limit_subject(scope, principal), settings.rate_limit(rule.group)
         )
         if retry_after_s is not None:
             raise TooManyRequestsError("rate limit exceeded", retry_after_s=retry_after_s)

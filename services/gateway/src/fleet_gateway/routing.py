@@ -54,7 +54,7 @@ ROUTING_TABLE: tuple[RouteRule, ...] = (
     RouteRule("/api/v1/alerts", "notification"),
     RouteRule("/api/v1/alert-rules", "notification"),
     RouteRule("/api/v1/push-tokens", "notification"),
-    # OsmAnd devices cannot send a bearer token; the location service checks the device id.
+    # OsmAnd devices cannot send a bearer token; the location service checks the device key.
     RouteRule("/ingest/osmand", "location", group="ingest", public=True),
 )
 

@@ -58,6 +58,15 @@ class Settings(CommonSettings):
     max_pending_positions: int = 100_000
     http_commit_timeout_s: float = 10.0
 
+    # HTTP (OsmAnd) ingest limits, requests per window: per source address (every request)
+    # and per device (requests that carried the device's key). Traccar Client and OsmAnd
+    # send one position a request, at most about one a second.
+    http_ingest_per_address: int = Field(1200, ge=1)
+    http_ingest_per_device: int = Field(120, ge=1)
+    http_ingest_window_s: int = Field(60, ge=1, le=3600)
+    # The gateway, whose X-Forwarded-For names the device's address.
+    trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
+
     # Validation.
     max_payload_bytes: int = 256 * 1024
     max_positions_per_message: int = 1000

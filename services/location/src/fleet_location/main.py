@@ -18,6 +18,7 @@ from fleet_location.events import create_event_detector
 from fleet_location.geofences.router import router as geofences_router
 from fleet_location.ingest import partitions
 from fleet_location.ingest.devices import DeviceDirectory
+from fleet_location.ingest.http_access import IngestRateLimiter
 from fleet_location.ingest.live import LiveUpdater
 from fleet_location.ingest.mqtt import MqttConsumer
 from fleet_location.ingest.pipeline import Inbox, IngestPipeline
@@ -109,6 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pipeline.acker = consumer.ack_many
             pipeline.reader = consumer
         app.state.ingest = pipeline
+        app.state.ingest_limiter = IngestRateLimiter(
+            app.state.redis,
+            per_address=settings.http_ingest_per_address,
+            per_device=settings.http_ingest_per_device,
+            window_s=settings.http_ingest_window_s,
+        )
         app.state.read_pool = read_pool
         app.state.devices = directory
         app.state.mqtt = consumer

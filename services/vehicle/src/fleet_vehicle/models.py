@@ -157,6 +157,15 @@ class Device(Base):
         Boolean, nullable=False, default=False, server_default="false"
     )
     credentials_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # SHA-256 of the key HTTP (OsmAnd) positions must carry; the key itself is shown once.
+    http_key_hash: Mapped[str | None] = mapped_column(String(64))
+    # False only by an admin's explicit opt-out (legacy hardware that cannot send a key),
+    # recorded with who and when; devices registered before keys existed start opted out.
+    http_key_required: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default="true"
+    )
+    http_key_waived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    http_key_waived_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()

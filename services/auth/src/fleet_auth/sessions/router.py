@@ -2,7 +2,13 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from fleet_auth.dependencies import FirebaseDep, KeyRingDep, LoginLimiterDep, SettingsDep
+from fleet_auth.dependencies import (
+    FirebaseDep,
+    KeyRingDep,
+    LoginLimiterDep,
+    RevokerDep,
+    SettingsDep,
+)
 from fleet_auth.models import Organization
 from fleet_auth.schemas import OrgOut, UserOut
 from fleet_auth.sessions import service
@@ -71,10 +77,12 @@ async def refresh(
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(
-    principal: CurrentUser, session: SessionDep, body: LogoutIn | None = None
+    principal: CurrentUser, session: SessionDep, revoker: RevokerDep, body: LogoutIn | None = None
 ) -> Response:
-    """End the session of `refresh_token`, or every session of the caller without one."""
-    await service.logout(session, principal.user_id, body.refresh_token if body else None)
+    """End the session of `refresh_token` and the access token of this call, or every
+    session and access token of the caller without one. Revoked access tokens are refused
+    everywhere within about a second, and their live WebSockets closed."""
+    await service.logout(session, revoker, principal, body.refresh_token if body else None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

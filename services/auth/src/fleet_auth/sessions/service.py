@@ -16,9 +16,11 @@ from fleet_auth.passwords import (
     needs_rehash,
     verify_password,
 )
+from fleet_auth.revocation import Revoker
 from fleet_auth.schemas import OrgOut, UserOut
 from fleet_auth.sessions import tokens
 from fleet_auth.sessions.schemas import TokenOut
+from fleet_common.auth import Principal
 from fleet_common.errors import ConflictError, ForbiddenError, UnauthorizedError
 
 
@@ -112,14 +114,18 @@ async def refresh(
     return await _token_response(session, user, new_token, keys, settings)
 
 
-async def logout(session: AsyncSession, user_id, refresh_token: str | None) -> None:
+async def logout(
+    session: AsyncSession, revoker: Revoker, principal: Principal, refresh_token: str | None
+) -> None:
     if refresh_token is None:
-        await tokens.revoke_user_tokens(session, user_id)
+        await tokens.revoke_user_tokens(session, principal.user_id)
+        await revoker.revoke_user(principal.user_id, "logout_everywhere")
     else:
         stored = await tokens.find_refresh_token(session, refresh_token)
-        if stored is None or stored.user_id != user_id:
+        if stored is None or stored.user_id != principal.user_id:
             raise UnauthorizedError("unknown refresh token")
         await tokens.revoke_family(session, stored.family_id)
+        await revoker.revoke_token(principal, "logout")
     await session.commit()
 
 

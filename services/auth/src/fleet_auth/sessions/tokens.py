@@ -16,12 +16,16 @@ from fleet_common.errors import UnauthorizedError
 
 
 def mint_access_token(user: User, key: SigningKey, *, issuer: str, ttl_s: int) -> str:
-    now = int(time.time())
+    now_ms = time.time_ns() // 1_000_000
+    now = now_ms // 1000
     claims = {
         "sub": str(user.id),
         "org": str(user.org_id),
         "role": user.role,
         "iat": now,
+        # What revocation compares with (fleet_common.auth.RevocationList): `iat` is whole
+        # seconds, too coarse to tell a token issued just after a revocation from one before.
+        "iat_ms": now_ms,
         "exp": now + ttl_s,
         "jti": uuid.uuid4().hex,
         "iss": issuer,

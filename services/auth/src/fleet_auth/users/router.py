@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from fleet_auth.dependencies import RevokerDep
 from fleet_auth.schemas import RoleName, UserOut
 from fleet_auth.users import service
 from fleet_auth.users.schemas import UserCreate, UserPage, UserUpdate
@@ -43,14 +44,22 @@ async def get_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) ->
 
 @router.patch("/{user_id}")
 async def update_user(
-    user_id: uuid.UUID, body: UserUpdate, admin: AdminUser, session: SessionDep
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    admin: AdminUser,
+    session: SessionDep,
+    revoker: RevokerDep,
 ) -> UserOut:
     """Rename, change role, (de)activate or set a password. Deactivating or changing the
-    password ends every session of the user."""
-    return UserOut.model_validate(await service.update_user(session, admin.org_id, user_id, body))
+    password ends every session of the user; those and a role change also end their access
+    tokens at once (refused within about a second everywhere, live WebSockets closed)."""
+    user = await service.update_user(session, revoker, admin.org_id, user_id, body)
+    return UserOut.model_validate(user)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) -> Response:
-    await service.delete_user(session, admin.org_id, user_id)
+async def delete_user(
+    user_id: uuid.UUID, admin: AdminUser, session: SessionDep, revoker: RevokerDep
+) -> Response:
+    await service.delete_user(session, revoker, admin.org_id, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

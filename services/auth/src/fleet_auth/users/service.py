@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_auth.models import Organization, User
 from fleet_auth.passwords import check_password_policy, hash_password
+from fleet_auth.revocation import Revoker
 from fleet_auth.sessions.tokens import revoke_user_tokens
 from fleet_auth.users.schemas import UserCreate, UserUpdate
 from fleet_common.errors import ConflictError, NotFoundError
@@ -87,7 +88,11 @@ async def _ensure_another_admin(session: AsyncSession, user: User) -> None:
 
 
 async def update_user(
-    session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID, body: UserUpdate
+    session: AsyncSession,
+    revoker: Revoker,
+    org_id: uuid.UUID,
+    user_id: uuid.UUID,
+    body: UserUpdate,
 ) -> User:
     user = await get_user(session, org_id, user_id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -98,12 +103,25 @@ async def update_user(
     )
     if loses_admin:
         await _ensure_another_admin(session, user)
+    # Each of these ends the user's access tokens at once (tokens carry the role: the next
+    # refresh or sign-in gives one with the new role).
+    revoked_by = [
+        reason
+        for reason, changed in (
+            ("password_changed", "password" in changes),
+            ("deactivated", user.is_active and changes.get("is_active") is False),
+            ("role_changed", changes.get("role", user.role) != user.role),
+        )
+        if changed
+    ]
     if "password" in changes:
         check_password_policy(changes["password"], email=user.email)
         user.password_hash = hash_password(changes.pop("password"))
         await revoke_user_tokens(session, user.id)
     if changes.get("is_active") is False:
         await revoke_user_tokens(session, user.id)
+    if revoked_by:
+        await revoker.revoke_user(user.id, ",".join(revoked_by))
     for name, value in changes.items():
         setattr(user, name, value)
     await session.commit()
@@ -111,9 +129,12 @@ async def update_user(
     return user
 
 
-async def delete_user(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+async def delete_user(
+    session: AsyncSession, revoker: Revoker, org_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
     user = await get_user(session, org_id, user_id)
     if user.role == "admin" and user.is_active:
         await _ensure_another_admin(session, user)
+    await revoker.revoke_user(user.id, "deleted")
     await session.delete(user)
     await session.commit()

@@ -37,6 +37,7 @@ class DirectoryUnavailable(Exception):
 def _device(document: dict) -> DeviceInfo:
     vehicle_id = document.get("vehicle_id")
     limit = document.get("speed_limit_kph")
+    key_hash = document.get("http_key_sha256")
     return DeviceInfo(
         device_id=UUID(str(document["device_id"])),
         uid=str(document["uid"]),
@@ -46,6 +47,8 @@ def _device(document: dict) -> DeviceInfo:
         protocol=document.get("protocol"),
         active=bool(document.get("active", True)),
         vehicle_group=document.get("vehicle_group") or None,
+        http_key_sha256=bytes.fromhex(key_hash) if key_hash else None,
+        http_key_required=bool(document.get("http_key_required", True)),
     )
 
 

@@ -37,6 +37,9 @@ class Reason:
     TOO_LARGE = "too_large"
     UNKNOWN_DEVICE = "unknown_device"
     INACTIVE_DEVICE = "inactive_device"
+    MISSING_KEY = "missing_key"
+    INVALID_KEY = "invalid_key"
+    RATE_LIMITED = "rate_limited"
     STORAGE_ERROR = "storage_error"
 
     ALL = (
@@ -50,6 +53,9 @@ class Reason:
         TOO_LARGE,
         UNKNOWN_DEVICE,
         INACTIVE_DEVICE,
+        MISSING_KEY,
+        INVALID_KEY,
+        RATE_LIMITED,
         STORAGE_ERROR,
     )
 
@@ -73,6 +79,9 @@ class DeviceInfo:
     protocol: str | None = None
     active: bool = True
     vehicle_group: str | None = None
+    # HTTP (OsmAnd) ingest: the SHA-256 of the device's key, and whether it is required.
+    http_key_sha256: bytes | None = None
+    http_key_required: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.ingest import metrics
 from fleet_location.ingest.devices import MISSING, DeviceDirectory
+from fleet_location.ingest.http_access import IngestRateLimiter, check_key
 from fleet_location.ingest.live import LiveUpdater
 from fleet_location.ingest.parsing import (
     DeviceInfo,
@@ -47,6 +48,9 @@ Acker = Callable[[list[tuple[int, int]]], None]
 _REJECTED = {reason: metrics.REJECTED.labels(reason) for reason in Reason.ALL}
 _RECEIVED_MQTT = metrics.RECEIVED.labels("mqtt")
 _RECEIVED_HTTP = metrics.RECEIVED.labels("http")
+_FLOOD_REASONS = frozenset(
+    (Reason.UNKNOWN_DEVICE, Reason.MISSING_KEY, Reason.INVALID_KEY, Reason.RATE_LIMITED)
+)
 
 
 @dataclass(slots=True)
@@ -145,7 +149,7 @@ class IngestPipeline:
         self._pending = 0
         self._committed: asyncio.Queue[tuple[Batch, WriteResult]] = asyncio.Queue(maxsize=4)
         self._redis_retry_at = 0.0
-        self._unknown_kept_at: dict[str, float] = {}
+        self._flood_kept_at: dict[tuple[str, str], float] = {}
         self.last_commit_error: str | None = None
         self._tasks: list[asyncio.Task] = []
         self._intake: asyncio.Task | None = None
@@ -284,16 +288,17 @@ class IngestPipeline:
         out.positions.extend(parsed.positions)
 
     def _keep(self, reason: str, uid: str) -> bool:
-        """Unknown devices are dead-lettered once a minute per uid (a flood stays bounded)."""
-        if reason != Reason.UNKNOWN_DEVICE:
+        """Refusals a flood repeats (unknown devices, bad keys, rate limits) are dead-lettered
+        once a minute per reason and uid (every one is counted): the store stays bounded."""
+        if reason not in _FLOOD_REASONS:
             return True
         now = time.monotonic()
-        last = self._unknown_kept_at.get(uid)
+        last = self._flood_kept_at.get((reason, uid))
         if last is not None and now - last < 60.0:
             return False
-        if len(self._unknown_kept_at) > 10_000:
-            self._unknown_kept_at.clear()
-        self._unknown_kept_at[uid] = now
+        if len(self._flood_kept_at) > 10_000:
+            self._flood_kept_at.clear()
+        self._flood_kept_at[(reason, uid)] = now
         return True
 
     @staticmethod
@@ -311,10 +316,13 @@ class IngestPipeline:
 
     # ---------------------------------------------------------------- HTTP
 
-    async def ingest_http(self, fixes: list[HttpFix], raw: bytes) -> int:
+    async def ingest_http(
+        self, fixes: list[HttpFix], raw: bytes, key: str | None, limiter: IngestRateLimiter
+    ) -> int:
         """Store OsmAnd / Traccar Client positions; returns once they are committed.
 
-        Raises `Rejected` (after dead-lettering it) when nothing in the request is valid,
+        Raises `Rejected` (after dead-lettering it) when nothing in the request is valid or
+        the request is not the device's own (`key`) or over its device's rate limit,
         `DirectoryUnavailable` when the device cannot be looked up, `TimeoutError` when the
         database does not commit in time.
         """
@@ -322,6 +330,13 @@ class IngestPipeline:
         device = self.directory.lookup(uid)
         if device is MISSING:
             device = await self.directory.resolve(uid)
+        if device is not None and device.active:
+            try:
+                check_key(device, key)
+                await limiter.admit_device(device)
+            except Rejected as exc:
+                self._reject_request(exc, uid, device.org_id, raw)
+                raise
         now = datetime.now(UTC)
         positions: list[Position] = []
         rejections: list[RejectionRecord] = []
@@ -354,7 +369,15 @@ class IngestPipeline:
 
     def reject_http(self, exc: Rejected, raw: bytes) -> None:
         """Count and dead-letter an HTTP request refused before its device was known."""
-        self._add(rejections=[self._record("osmand", exc, None, None, None, raw)])
+        self._reject_request(exc, None, None, raw)
+
+    def _reject_request(
+        self, exc: Rejected, uid: str | None, org_id: UUID | None, raw: bytes
+    ) -> None:
+        if self._keep(exc.reason, uid or ""):
+            self._add(rejections=[self._record("osmand", exc, uid, org_id, None, raw)])
+        else:
+            _REJECTED[exc.reason].inc()
 
     # ---------------------------------------------------------------- batching
 

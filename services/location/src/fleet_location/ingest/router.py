@@ -9,15 +9,25 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from fleet_common.auth import AdminUser, InternalCaller
+from fleet_common.client_address import client_address
 from fleet_common.errors import (
     BadRequestError,
+    ForbiddenError,
     NotFoundError,
     PayloadTooLargeError,
     ProblemError,
     ServiceUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedError,
     UnprocessableError,
 )
 from fleet_location.ingest.devices import DirectoryUnavailable
+from fleet_location.ingest.http_access import (
+    KEY_PARAMETER,
+    IngestRateLimiter,
+    RateLimited,
+    redact_key,
+)
 from fleet_location.ingest.parsing import (
     HttpFix,
     Reason,
@@ -41,6 +51,13 @@ _STATUS_BY_REASON = {
 
 
 def _problem(exc: Rejected) -> ProblemError:
+    if isinstance(exc, RateLimited):
+        return TooManyRequestsError(exc.detail, retry_after_s=exc.retry_after_s, reason=exc.reason)
+    if exc.reason == Reason.MISSING_KEY:
+        # Not a bearer-token scheme: no WWW-Authenticate challenge a client could act on.
+        return UnauthorizedError(exc.detail, headers={}, reason=exc.reason)
+    if exc.reason == Reason.INVALID_KEY:
+        return ForbiddenError(exc.detail, reason=exc.reason)
     error = _STATUS_BY_REASON.get(exc.reason, BadRequestError)
     return error(exc.detail, reason=exc.reason)
 
@@ -65,21 +82,26 @@ async def _body(request: Request, limit: int) -> bytes:
 async def ingest_osmand(request: Request) -> Response:
     """OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
 
-    200 once the position is committed; a refused position is dead-lettered and answered
-    with a 4xx problem; 503 when it cannot be stored now (the client retries).
+    The request carries the device's HTTP key as `key` (query or form) unless the device is
+    opted out: 401 without it, 403 with another key. 429 past the per-address or per-device
+    rate limit. 200 once the position is committed; a refused position is dead-lettered
+    (its key redacted) and answered with a 4xx problem; 503 when it cannot be stored now
+    (the client retries).
     """
     pipeline: IngestPipeline = request.app.state.ingest
+    limiter: IngestRateLimiter = request.app.state.ingest_limiter
     settings = request.app.state.settings
     query = request.url.query.encode()
     raw = b""
     try:
+        await limiter.admit_address(client_address(request, settings.trusted_proxies))
         raw = await _body(request, settings.max_payload_bytes)
-        fixes = _fixes(request, raw, pipeline)
+        fixes, key = _fixes(request, raw, pipeline)
     except Rejected as exc:
-        pipeline.reject_http(exc, raw or query)
+        pipeline.reject_http(exc, redact_key(raw or query))
         raise _problem(exc) from None
     try:
-        stored = await pipeline.ingest_http(fixes, raw or query)
+        stored = await pipeline.ingest_http(fixes, redact_key(raw or query), key, limiter)
     except Rejected as exc:
         raise _problem(exc) from None
     except DirectoryUnavailable:
@@ -91,20 +113,29 @@ async def ingest_osmand(request: Request) -> Response:
     return Response(status_code=200, headers={"X-Positions-Stored": str(stored)})
 
 
-def _fixes(request: Request, raw: bytes, pipeline: IngestPipeline) -> list[HttpFix]:
+def _fixes(
+    request: Request, raw: bytes, pipeline: IngestPipeline
+) -> tuple[list[HttpFix], str | None]:
+    """The request's positions and the device key it carries (never kept as an attribute)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if raw and content_type == "application/json":
-        return parse_traccar_json(raw, pipeline.limits)
-    if raw and content_type not in ("application/x-www-form-urlencoded", "text/plain", ""):
+    if raw and content_type not in (
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "",
+    ):
         raise Rejected(Reason.INVALID_PAYLOAD, "unsupported content type")
     try:
         params = dict(parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=100))
-        if raw:
+        if raw and content_type != "application/json":
             form = raw.decode("utf-8")
             params.update(parse_qsl(form, keep_blank_values=True, max_num_fields=100))
     except (ValueError, UnicodeDecodeError):
         raise Rejected(Reason.INVALID_PAYLOAD, "malformed parameters") from None
-    return [parse_osmand_params(params)]
+    key = params.pop(KEY_PARAMETER, None)
+    if raw and content_type == "application/json":
+        return parse_traccar_json(raw, pipeline.limits), key
+    return [parse_osmand_params(params)], key
 
 
 class RejectionOut(BaseModel):

@@ -13,6 +13,7 @@ dynamic-security plugin does not substitute `%u`/`%c` in role ACLs (checked agai
 broker: a `fleet/%u/#` publish ACL lets nothing through).
 """
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -28,11 +29,24 @@ class DeviceCredentials:
     password: str
     mqtt_host: str
     mqtt_port: int
+    http_key: str
 
 
 def new_password() -> str:
     """256 bits from the OS CSPRNG, URL-safe so that every MQTT client library takes it."""
     return secrets.token_urlsafe(32)
+
+
+def new_http_key() -> str:
+    """192 bits, URL-safe: it goes into an OsmAnd / Traccar Client URL as `&key=…`, typed on
+    a phone at worst, so it is shorter than the broker password and needs no escaping."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_http_key(key: str) -> str:
+    """What is stored and handed to the location service. A fast hash is enough: the key is
+    random (192 bits), so a stolen hash cannot be reversed by guessing."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def device_role(uid: str) -> str:

@@ -68,9 +68,10 @@ async def list_devices(
     status_code=status.HTTP_201_CREATED,
     description=(
         "Register a device and create its MQTT broker client. The response carries the "
-        "broker credentials once: the password is not stored and cannot be read again "
-        "(rotate it with `POST /devices/{id}/credentials`). The device may publish only to "
-        "`fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to `fleet/{uid}/commands`."
+        "broker credentials and the HTTP key once: neither is stored and neither can be read "
+        "again (rotate them with `POST /devices/{id}/credentials`). The device may publish "
+        "only to `fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to "
+        "`fleet/{uid}/commands`; HTTP (OsmAnd) positions must carry `key=<http_key>`."
     ),
 )
 async def create_device(
@@ -142,8 +143,8 @@ async def delete_device(
     "/{device_id}/credentials",
     response_model=BrokerCredentials,
     description=(
-        "Rotate the device's broker password: the old one stops working at once and "
-        "connections made with it are closed. The new password is shown once."
+        "Rotate the device's broker password and HTTP key: the old ones stop working at once "
+        "and connections made with the old password are closed. The new ones are shown once."
     ),
 )
 async def rotate_credentials(

@@ -34,11 +34,17 @@ class DeviceUpdate(BaseModel):
     active: bool | None = Field(
         None, description="false disables the broker client and disconnects the device"
     )
+    http_key_required: bool | None = Field(
+        None,
+        description="false (admins only) lets the device send HTTP (OsmAnd) positions "
+        "without its key: for legacy hardware that cannot add `&key=` to its URL. Recorded "
+        "with who and when (`http_key_waived_by`, `http_key_waived_at`).",
+    )
     notes: Notes | None = None
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> "DeviceUpdate":
-        for field in ("name", "protocol", "active"):
+        for field in ("name", "protocol", "active", "http_key_required"):
             if field in self.model_fields_set and getattr(self, field) is None:
                 raise ValueError(f"{field} cannot be null")
         return self
@@ -49,6 +55,10 @@ class BrokerCredentials(BaseModel):
     password: str = Field(description="Shown once; only the broker keeps a (salted) hash")
     mqtt_host: str
     mqtt_port: int
+    http_key: str = Field(
+        description="Shown once; only its hash is kept. HTTP (OsmAnd / Traccar Client) "
+        "positions carry it as the `key` query parameter: `/ingest/osmand?key=…&id=…`"
+    )
 
 
 class DeviceOut(BaseModel):
@@ -67,6 +77,15 @@ class DeviceOut(BaseModel):
         "password: rotate the credentials and re-provision the device"
     )
     credentials_rotated_at: datetime | None
+    http_key_required: bool = Field(
+        description="HTTP (OsmAnd) positions must carry the device's key; false: opted out"
+    )
+    http_key_waived_at: datetime | None = Field(
+        description="When the key requirement was waived (set while it is)"
+    )
+    http_key_waived_by: uuid.UUID | None = Field(
+        description="The admin who waived it (none: registered before keys existed)"
+    )
     notes: str | None
     last_seen_at: datetime | None = Field(None, description="Time of the newest position")
     created_at: datetime

@@ -17,9 +17,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleet_common.auth import Principal
+from fleet_common.auth import Principal, Role
 from fleet_common.errors import (
     ConflictError,
+    ForbiddenError,
     NotFoundError,
     ServiceUnavailableError,
     UnprocessableError,
@@ -29,6 +30,8 @@ from fleet_common.redis import latest_key
 from fleet_vehicle.broker.credentials import (
     DeviceBroker,
     DeviceCredentials,
+    hash_http_key,
+    new_http_key,
     new_password,
 )
 from fleet_vehicle.broker.dynsec import BrokerUnavailableError, DynsecCommandError
@@ -55,8 +58,8 @@ class BrokerAddress:
     host: str
     port: int
 
-    def credentials(self, uid: str, password: str) -> DeviceCredentials:
-        return DeviceCredentials(uid, password, self.host, self.port)
+    def credentials(self, uid: str, password: str, http_key: str) -> DeviceCredentials:
+        return DeviceCredentials(uid, password, self.host, self.port, http_key)
 
 
 def _broker_down(exc: BrokerUnavailableError) -> ServiceUnavailableError:
@@ -223,6 +226,8 @@ async def create_device(
         notes=data.notes,
         credentials_rotated_at=datetime.now(UTC),
     )
+    http_key = new_http_key()
+    device.http_key_hash = hash_http_key(http_key)
     session.add(device)
     try:
         await session.flush()
@@ -252,7 +257,7 @@ async def create_device(
         raise
     await session.refresh(device)
     await publish_device_change(redis, "upsert", device.uid, device.id)
-    return device, address.credentials(device.uid, password)
+    return device, address.credentials(device.uid, password, http_key)
 
 
 async def _undo_broker_client(broker: DeviceBroker, uid: str) -> None:
@@ -278,6 +283,8 @@ async def update_device(
             await _vehicle_in_org(session, principal.org_id, changes["vehicle_id"])
         await _assign(session, principal, device, changes["vehicle_id"])
     changes.pop("vehicle_id", None)
+    if "http_key_required" in changes:
+        _set_http_key_requirement(principal, device, changes.pop("http_key_required"))
     enable = changes.get("active")
     for field, value in changes.items():
         setattr(device, field, value)
@@ -297,6 +304,26 @@ async def update_device(
     await session.refresh(device)
     await publish_device_change(redis, "upsert", device.uid, device.id)
     return device
+
+
+def _set_http_key_requirement(principal: Principal, device: Device, required: bool) -> None:
+    """Waiving the key lets anyone who knows the uid write the device's positions over HTTP,
+    so only an admin may, and who did it and when stays on the device (and in the log)."""
+    if required == device.http_key_required:
+        return
+    if not required and not principal.can(Role.admin):
+        raise ForbiddenError("waiving a device's HTTP key needs the admin role")
+    device.http_key_required = required
+    device.http_key_waived_at = None if required else datetime.now(UTC)
+    device.http_key_waived_by = None if required else principal.user_id
+    log.warning(
+        "device HTTP key requirement changed",
+        device_id=str(device.id),
+        uid=device.uid,
+        http_key_required=required,
+        by_user_id=str(principal.user_id),
+        org_id=str(principal.org_id),
+    )
 
 
 async def archive_device(
@@ -337,11 +364,13 @@ async def rotate_credentials(
     except BrokerUnavailableError as exc:
         await session.rollback()
         raise _broker_down(exc) from exc
+    http_key = new_http_key()
+    device.http_key_hash = hash_http_key(http_key)
     device.credentials_reset_required = False
     device.credentials_rotated_at = datetime.now(UTC)
     await commit_or_conflict(session)
     await publish_device_change(redis, "upsert", device.uid, device.id)
-    return address.credentials(device.uid, password)
+    return address.credentials(device.uid, password, http_key)
 
 
 async def assignment_history(

@@ -34,6 +34,8 @@ class DeviceLookup(BaseModel):
     vehicle_group: str | None
     protocol: DeviceProtocol
     active: bool
+    http_key_sha256: str | None
+    http_key_required: bool
 
 
 class DeviceLookupPage(BaseModel):
@@ -54,6 +56,8 @@ def _lookup_query() -> Select:
             Vehicle.group.label("vehicle_group"),
             Device.protocol,
             Device.active,
+            Device.http_key_hash,
+            Device.http_key_required,
         )
         .outerjoin(Vehicle, Vehicle.id == Device.vehicle_id)
         .where(Device.archived_at.is_(None))
@@ -70,6 +74,8 @@ def _to_lookup(row) -> DeviceLookup:
         vehicle_group=row.vehicle_group,
         protocol=row.protocol,
         active=row.active,
+        http_key_sha256=row.http_key_hash,
+        http_key_required=row.http_key_required,
     )
 
 
