@@ -356,6 +356,25 @@ class IngestPipeline:
         """Count and dead-letter an HTTP request refused before its device was known."""
         self._add(rejections=[self._record("osmand", exc, None, None, None, raw)])
 
+    # ---------------------------------------------------------------- TCP trackers
+
+    async def ingest_tracker(
+        self, source: str, positions: list[Position], rejections: list[RejectionRecord]
+    ) -> None:
+        """Store a tracker packet's positions (and dead-letter its refused records); returns
+        once they are committed, which is when the tracker may be answered (trackers/)."""
+        while self._pending >= self.settings.max_pending_positions:
+            self._drained.clear()
+            await self._drained.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        self._add(positions=positions, rejections=rejections, waiter=waiter)
+        metrics.RECEIVED.labels(source).inc(len(positions))
+        await asyncio.shield(waiter)
+
+    def keep_rejections(self, rejections: list[RejectionRecord]) -> None:
+        """Dead-letter refused tracker bytes with the next batch (nothing waits for it)."""
+        self._add(rejections=rejections)
+
     # ---------------------------------------------------------------- batching
 
     def _add(

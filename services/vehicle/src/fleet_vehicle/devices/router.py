@@ -70,7 +70,9 @@ async def list_devices(
         "Register a device and create its MQTT broker client. The response carries the "
         "broker credentials once: the password is not stored and cannot be read again "
         "(rotate it with `POST /devices/{id}/credentials`). The device may publish only to "
-        "`fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to `fleet/{uid}/commands`."
+        "`fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to `fleet/{uid}/commands`. "
+        "A `teltonika` or `gt06` tracker gets no credentials (`credentials` is null): it "
+        "connects over TCP to the location service and is known by its IMEI (the uid)."
     ),
 )
 async def create_device(
@@ -84,7 +86,8 @@ async def create_device(
     device, credentials = await service.create_device(session, broker, redis, address, user, body)
     (out,) = await service.to_out(redis, user.org_id, [device])
     return DeviceWithCredentials(
-        **out.model_dump(), credentials=BrokerCredentials(**credentials.__dict__)
+        **out.model_dump(),
+        credentials=BrokerCredentials(**credentials.__dict__) if credentials else None,
     )
 
 
