@@ -106,11 +106,18 @@ class Gt06Framer:
             return frame
 
     def _resync(self, buffer: bytearray) -> None:
-        if buffer[:2] in (gt06.SHORT_START, gt06.LONG_START) or len(buffer) < 2:
-            return
-        starts = [at for at in (buffer.find(gt06.SHORT_START), buffer.find(gt06.LONG_START))]
-        found = [at for at in starts if at >= 0]
-        # None found: keep the last byte, which may be the first of a start pair.
-        at = min(found) if found else len(buffer) - (buffer[-1] in (0x78, 0x79))
-        self.skipped += at
-        del buffer[:at]
+        if buffer[:2] not in (gt06.SHORT_START, gt06.LONG_START) and len(buffer) >= 2:
+            found = [
+                at
+                for at in (buffer.find(gt06.SHORT_START), buffer.find(gt06.LONG_START))
+                if at >= 0
+            ]
+            # None found: keep the last byte, which may be the first of a start pair.
+            at = min(found) if found else len(buffer) - (buffer[-1] in (0x78, 0x79))
+            self.skipped += at
+            del buffer[:at]
+        # A start byte of garbage right before a frame reads as `78 78 78`: take the later
+        # pair (a short frame of 0x78 = 120 bytes is far longer than any GT06 packet).
+        while buffer[:3] in (b"\x78\x78\x78", b"\x79\x79\x79"):
+            self.skipped += 1
+            del buffer[:1]
