@@ -225,6 +225,14 @@ def _packet(data: bytes) -> bytes:
     )
 
 
+def encode_command_response(text: str) -> bytes:
+    """A device's Codec 12 answer to a command (the simulator's and the tests')."""
+    reply = text.encode("ascii")
+    return _packet(
+        bytes((CODEC_12, 1, RESPONSE_TYPE)) + len(reply).to_bytes(4, "big") + reply + b"\x01"
+    )
+
+
 def decode_command_response(data: bytes) -> str:
     """A Codec 12 packet's text (a device's answer to a command, type 0x06)."""
     if len(data) < 8 or data[0] != CODEC_12 or data[2] != RESPONSE_TYPE:
