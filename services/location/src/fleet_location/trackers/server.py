@@ -14,6 +14,7 @@ port and the kernel spreads connections over them.
 import asyncio
 import time
 from collections import Counter
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -59,8 +60,8 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports (the service's loop) are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.source = str(peer[0]) if peer else ""
         refusal = self.server.admit(self)
@@ -68,7 +69,7 @@ class Connection(asyncio.Protocol):
             ingest_metrics.REJECTED.labels(refusal).inc()
             metrics.CLOSED.labels(refusal).inc()
             self.closed = True
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
