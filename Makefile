@@ -43,3 +43,8 @@ bench-ingest: sync
 
 bench-detection: sync
 	@$(UV) run --no-sync python services/location/bench/detection.py
+
+.PHONY: bench-trackers
+# Teltonika over TCP against MQTT, and 10,000 held tracker connections; QUICK=1 for a short run.
+bench-trackers: sync
+	@$(UV) run --no-sync python services/location/bench/trackers.py $(if $(QUICK),--quick)
