@@ -78,3 +78,7 @@ frontend-test: $(FRONTEND_DEPS)
 .PHONY: bench-dashboard
 bench-dashboard: sync frontend-build
 	@$(UV) run --no-sync python services/gateway/bench/dashboard.py $(BENCH_ARGS)
+.PHONY: bench-trackers
+# Teltonika over TCP against MQTT, and 10,000 held tracker connections; QUICK=1 for a short run.
+bench-trackers: sync
+	@$(UV) run --no-sync python services/location/bench/trackers.py $(if $(QUICK),--quick)

@@ -410,10 +410,12 @@ def test_databases_and_redis_publish_no_ports():
             assert not published_ports(service) & DATA_STORE_PORTS, f"{path.name}: {name}"
 
 
-def test_only_the_gateway_and_the_broker_are_published():
+def test_only_the_gateway_the_broker_and_the_tracker_listeners_are_published():
     services = load_yaml(COMPOSE)["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"gateway", "mosquitto"}
+    assert published == {"gateway", "mosquitto", "location"}
+    # Of the location service, only the Teltonika and GT06 listeners (not its HTTP API).
+    assert published_ports(services["location"]) == {5027, 5023}
 
 
 # --- production override -------------------------------------------------------------------

@@ -83,6 +83,10 @@ def location_env(stack, auth_service, vehicle_service, database_url: str, **extr
         # Each test app has its own share group, so apps running side by side (the kill
         # test's process and the in-process app) each see their whole stream.
         "LOCATION_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}",
+        # The tracker listeners on free loopback ports (app.state.trackers.port() says which).
+        "LOCATION_TRACKERS_HOST": "127.0.0.1",
+        "LOCATION_TELTONIKA_PORT": "0",
+        "LOCATION_GT06_PORT": "0",
         **extra,
     }
 

@@ -160,6 +160,12 @@ class Stack:
             url = (database_urls or {}).get(service) or self.postgres.url(database)
             env[f"{service.upper()}_DATABASE_URL"] = url
         if service_urls is not None:
+            # Tests: the tracker listeners on free loopback ports, never the contract's.
+            env.update(
+                LOCATION_TRACKERS_HOST="127.0.0.1",
+                LOCATION_TELTONIKA_PORT="0",
+                LOCATION_GT06_PORT="0",
+            )
             return env
         return {**env, **{k: v for k, v in os.environ.items() if k in env}}
 

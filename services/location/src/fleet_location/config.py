@@ -107,6 +107,29 @@ class Settings(CommonSettings):
     detection_state_ttl_s: int = Field(30 * 86_400, ge=3_600)
     geofence_index_max_age_s: float = Field(300.0, gt=0)
 
+    # Hardware trackers over TCP (fleet_location.trackers, docs/trackers.md). Devices connect
+    # from anywhere, so the listeners take every interface; port 0 takes a free port (tests).
+    trackers_enabled: bool = True
+    trackers_host: str = "0.0.0.0"  # noqa: S104
+    teltonika_port: int = Field(5027, ge=0, le=65_535)
+    gt06_port: int = Field(5023, ge=0, le=65_535)
+    tracker_max_connections: int = Field(20_000, ge=1)
+    # Per source address: fleets behind one carrier NAT share an address, so not too low.
+    tracker_max_connections_per_source: int = Field(1_000, ge=1)
+    # The largest packet taken (a Teltonika backlog of 255 Codec 8E records fits); larger
+    # lengths close the connection. A connection buffers at most twice this.
+    tracker_max_frame_bytes: int = Field(65_536, ge=1_024, le=16 * 1024 * 1024)
+    # Bytes skipped looking for a frame start before the connection is closed.
+    tracker_max_garbage_bytes: int = Field(4_096, ge=0)
+    tracker_handshake_timeout_s: float = Field(30.0, gt=0)
+    # A frame begun must be complete within this (slow-loris), a connection that sends
+    # nothing for the idle time is closed (devices reconnect when they next report).
+    tracker_frame_timeout_s: float = Field(30.0, gt=0)
+    tracker_idle_timeout_s: float = Field(1_200.0, gt=0)
+    # A packet whose records are not committed within this goes unanswered (the device sends
+    # it again) and its connection is closed.
+    tracker_commit_timeout_s: float = Field(60.0, gt=0)
+
     @model_validator(mode="after")
     def _client_id_per_worker(self) -> "Settings":
         if self.mqtt_leave_on_stop is None:

@@ -26,6 +26,7 @@ from fleet_location.ingest.router import router as ingest_router
 from fleet_location.ingest.writer import TelemetryWriter, init_connection, trim_dead_letters
 from fleet_location.positions.model import PositionObserver
 from fleet_location.positions.router import router as positions_router
+from fleet_location.trackers.server import TrackerServer
 from fleet_location.trips import rollups
 from fleet_location.trips.router import rollup_rules
 from fleet_location.trips.router import router as trips_router
@@ -146,9 +147,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipeline.start()
         if consumer is not None:
             consumer.start()
+        trackers: TrackerServer | None = None
+        if settings.trackers_enabled:
+            trackers = TrackerServer(
+                settings, pipeline=pipeline, directory=directory, redis=app.state.redis
+            )
+            await trackers.start()
+        app.state.trackers = trackers
         try:
             yield
         finally:
+            if trackers is not None:
+                await trackers.stop()
             drained = False
             if consumer is not None and settings.mqtt_leave_on_stop:
                 drained = await consumer.leave(

@@ -48,6 +48,18 @@ class DeviceProtocol(StrEnum):
     mqtt = "mqtt"
     owntracks = "owntracks"
     osmand = "osmand"
+    # Hardware trackers on the location service's TCP listeners: the IMEI is their identity,
+    # they have no broker client (see docs/trackers.md).
+    teltonika = "teltonika"
+    gt06 = "gt06"
+
+
+TCP_PROTOCOLS = frozenset((DeviceProtocol.teltonika, DeviceProtocol.gt06))
+
+
+def uses_broker(protocol: str) -> bool:
+    """Whether devices of this protocol get (and need) a client on the MQTT broker."""
+    return protocol not in TCP_PROTOCOLS
 
 
 def _uuid_pk() -> Mapped[uuid.UUID]:

@@ -379,6 +379,25 @@ class IngestPipeline:
         else:
             _REJECTED[exc.reason].inc()
 
+    # ---------------------------------------------------------------- TCP trackers
+
+    async def ingest_tracker(
+        self, source: str, positions: list[Position], rejections: list[RejectionRecord]
+    ) -> None:
+        """Store a tracker packet's positions (and dead-letter its refused records); returns
+        once they are committed, which is when the tracker may be answered (trackers/)."""
+        while self._pending >= self.settings.max_pending_positions:
+            self._drained.clear()
+            await self._drained.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        self._add(positions=positions, rejections=rejections, waiter=waiter)
+        metrics.RECEIVED.labels(source).inc(len(positions))
+        await asyncio.shield(waiter)
+
+    def keep_rejections(self, rejections: list[RejectionRecord]) -> None:
+        """Dead-letter refused tracker bytes with the next batch (nothing waits for it)."""
+        self._add(rejections=rejections)
+
     # ---------------------------------------------------------------- batching
 
     def _add(

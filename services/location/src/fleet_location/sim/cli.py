@@ -13,10 +13,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from fleet_location.sim.trackers import DEFAULT_PORTS, TCP_PROTOCOLS, TcpTracker, new_imei
 
 EARTH_RADIUS_M = 6_371_008.8
 HEADINGS = (0.0, 90.0, 180.0, 270.0)
@@ -165,7 +168,9 @@ class Api:
         self.headers = {"Authorization": f"Bearer {body['access_token']}"}
         return email, password
 
-    def create_vehicle_and_device(self, index: int, limit_kph: float) -> dict:
+    def create_vehicle_and_device(
+        self, index: int, limit_kph: float, protocol: str = "mqtt", uid: str | None = None
+    ) -> dict:
         tag = secrets.token_hex(3)
         vehicle = self._ok(
             self.http.post(
@@ -183,9 +188,9 @@ class Api:
                 "/api/v1/devices",
                 headers=self.headers,
                 json={
-                    "uid": f"sim-{tag}-{index}",
+                    "uid": uid or f"sim-{tag}-{index}",
                     "name": f"Demo tracker {index + 1}",
-                    "protocol": "mqtt",
+                    "protocol": protocol,
                     "vehicle_id": vehicle["id"],
                 },
             )
@@ -243,6 +248,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--password")
     parser.add_argument("--mqtt-host", help="override the broker host given with credentials")
     parser.add_argument("--mqtt-port", type=int)
+    parser.add_argument(
+        "--protocol",
+        choices=("mqtt", *TCP_PROTOCOLS),
+        default="mqtt",
+        help="how the devices report: MQTT, or Teltonika / GT06 hardware over TCP",
+    )
+    parser.add_argument("--tracker-host", help="the location service's host (default: --api's)")
+    parser.add_argument("--tracker-port", type=int, help="default 5027 (teltonika), 5023 (gt06)")
     parser.add_argument("--center", default="10.7769,106.7009", help="lat,lon of the city")
     parser.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
     parser.add_argument("--seed", type=int)
@@ -260,8 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     cars, clients = [], []
     for i in range(args.vehicles):
         limit = rng.choice((50.0, 60.0, 80.0))
-        device = api.create_vehicle_and_device(i, limit)
-        credentials = device["credentials"]
+        uid = new_imei() if args.protocol in TCP_PROTOCOLS else None
+        device = api.create_vehicle_and_device(i, limit, args.protocol, uid)
         cars.append(
             Car(
                 device["uid"],
@@ -270,7 +283,12 @@ def main(argv: list[str] | None = None) -> None:
                 limit,
             )
         )
-        clients.append(connect(cars[-1], credentials, args.mqtt_host, args.mqtt_port))
+        if args.protocol in TCP_PROTOCOLS:
+            host = args.tracker_host or urlsplit(args.api).hostname or "127.0.0.1"
+            port = args.tracker_port or DEFAULT_PORTS[args.protocol]
+            clients.append(TcpTracker(args.protocol, device["uid"], host, port))
+        else:
+            clients.append(connect(cars[-1], device["credentials"], args.mqtt_host, args.mqtt_port))
     print(f"driving {len(cars)} vehicles at {args.rate}/s each; Ctrl-C stops", flush=True)
 
     stop = threading.Event()
@@ -289,13 +307,19 @@ def main(argv: list[str] | None = None) -> None:
                 answer_commands(car, client)
                 car.step(interval, rng)
                 if car.due(now_s):
-                    client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
+                    if isinstance(client, TcpTracker):
+                        client.send(car)
+                    else:
+                        client.publish(f"fleet/{car.uid}/telemetry", car.payload(), qos=1)
             next_tick += interval
             stop.wait(max(0.0, next_tick - time.monotonic()))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     for car, client in zip(cars, clients, strict=True):
+        if isinstance(client, TcpTracker):
+            client.close()
+            continue
         client.publish(f"fleet/{car.uid}/status", "offline", qos=1, retain=True).wait_for_publish(5)
         client.disconnect()
         client.loop_stop()

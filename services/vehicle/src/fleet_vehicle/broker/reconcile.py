@@ -6,6 +6,8 @@
 - A device client whose enabled state or role differs from the database is corrected.
 - A device client (member of the device group) the database does not know, or knows
   as archived, is disabled.
+- TCP trackers (Teltonika, GT06) have no broker client: a device client under one's uid is
+  an orphan like any other.
 - Clients outside the group (the dynsec admin, the location service's ingest client, any
   operator-made client) are never touched.
 
@@ -33,7 +35,7 @@ from fleet_vehicle.broker.credentials import (
 from fleet_vehicle.broker.dynsec import DynsecClient, DynsecCommandError
 from fleet_vehicle.config import Settings
 from fleet_vehicle.events import publish_device_change
-from fleet_vehicle.models import Device
+from fleet_vehicle.models import TCP_PROTOCOLS, Device
 
 log = get_logger(__name__)
 
@@ -63,7 +65,9 @@ async def reconcile(
     async with sessionmaker() as session:
         devices = (
             await session.scalars(
-                select(Device).where(Device.archived_at.is_(None)).order_by(Device.uid)
+                select(Device)
+                .where(Device.archived_at.is_(None), Device.protocol.not_in(TCP_PROTOCOLS))
+                .order_by(Device.uid)
             )
         ).all()
         known = set()

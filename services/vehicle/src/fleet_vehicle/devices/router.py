@@ -71,7 +71,9 @@ async def list_devices(
         "broker credentials and the HTTP key once: neither is stored and neither can be read "
         "again (rotate them with `POST /devices/{id}/credentials`). The device may publish "
         "only to `fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to "
-        "`fleet/{uid}/commands`; HTTP (OsmAnd) positions must carry `key=<http_key>`."
+        "`fleet/{uid}/commands`; HTTP (OsmAnd) positions must carry `key=<http_key>`. "
+        "A `teltonika` or `gt06` tracker gets no credentials (`credentials` is null): it "
+        "connects over TCP to the location service and is known by its IMEI (the uid)."
     ),
 )
 async def create_device(
@@ -85,7 +87,8 @@ async def create_device(
     device, credentials = await service.create_device(session, broker, redis, address, user, body)
     (out,) = await service.to_out(redis, user.org_id, [device])
     return DeviceWithCredentials(
-        **out.model_dump(), credentials=BrokerCredentials(**credentials.__dict__)
+        **out.model_dump(),
+        credentials=BrokerCredentials(**credentials.__dict__) if credentials else None,
     )
 
 

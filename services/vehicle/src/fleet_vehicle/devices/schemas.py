@@ -94,4 +94,6 @@ class DeviceOut(BaseModel):
 
 
 class DeviceWithCredentials(DeviceOut):
-    credentials: BrokerCredentials
+    credentials: BrokerCredentials | None = Field(
+        description="null for a TCP tracker (`teltonika`, `gt06`), which has no broker client"
+    )

@@ -39,7 +39,7 @@ from fleet_vehicle.constraints import commit_or_conflict, conflict_from
 from fleet_vehicle.devices.schemas import DeviceCreate, DeviceOut, DeviceUpdate
 from fleet_vehicle.events import publish_device_change
 from fleet_vehicle.listing import apply_sort, escape_like, paginate
-from fleet_vehicle.models import Device, DeviceAssignment, Vehicle
+from fleet_vehicle.models import Device, DeviceAssignment, Vehicle, uses_broker
 
 log = get_logger(__name__)
 
@@ -208,7 +208,8 @@ async def create_device(
     address: BrokerAddress,
     principal: Principal,
     data: DeviceCreate,
-) -> tuple[Device, DeviceCredentials]:
+) -> tuple[Device, DeviceCredentials | None]:
+    """A new device, and its broker credentials (None for a TCP tracker, which has none)."""
     if data.vehicle_id is not None:
         await _vehicle_in_org(session, principal.org_id, data.vehicle_id)
     taken = await session.scalar(
@@ -235,6 +236,11 @@ async def create_device(
         await session.rollback()
         raise conflict_from(exc) or exc from exc
     await _assign(session, principal, device, data.vehicle_id)
+    if not uses_broker(device.protocol):
+        await commit_or_conflict(session)
+        await session.refresh(device)
+        await publish_device_change(redis, "upsert", device.uid, device.id)
+        return device, None
     password = new_password()
     try:
         await _create_broker_client(broker, device.uid, password, data.active)
@@ -285,7 +291,13 @@ async def update_device(
     changes.pop("vehicle_id", None)
     if "http_key_required" in changes:
         _set_http_key_requirement(principal, device, changes.pop("http_key_required"))
-    enable = changes.get("active")
+    if "protocol" in changes and uses_broker(changes["protocol"]) != uses_broker(device.protocol):
+        raise ConflictError(
+            "a device cannot move between MQTT/HTTP and a TCP tracker protocol: its broker "
+            "client would appear or vanish; register a new device instead",
+            field="protocol",
+        )
+    enable = changes.get("active") if uses_broker(device.protocol) else None
     for field, value in changes.items():
         setattr(device, field, value)
     if enable is not None:
@@ -340,11 +352,12 @@ async def archive_device(
     await _assign(session, principal, device, None)
     device.archived_at = datetime.now(UTC)
     device.active = False
-    try:
-        await broker.delete_client(device.uid)
-    except BrokerUnavailableError as exc:
-        await session.rollback()
-        raise _broker_down(exc) from exc
+    if uses_broker(device.protocol):
+        try:
+            await broker.delete_client(device.uid)
+        except BrokerUnavailableError as exc:
+            await session.rollback()
+            raise _broker_down(exc) from exc
     await commit_or_conflict(session)
     await publish_device_change(redis, "delete", device.uid, device.id)
 
@@ -358,6 +371,8 @@ async def rotate_credentials(
     device_id: uuid.UUID,
 ) -> DeviceCredentials:
     device = await get_device(session, principal.org_id, device_id, for_update=True)
+    if not uses_broker(device.protocol):
+        raise ConflictError(f"a {device.protocol} tracker has no broker credentials")
     password = new_password()
     try:
         await broker.set_password(device.uid, password, enabled=device.active)

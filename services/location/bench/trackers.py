@@ -1,0 +1,407 @@
+"""`make bench-trackers`: Teltonika over TCP against MQTT, and 10,000 held connections.
+
+Starts a throwaway stack and the services as processes (ingest.py's harness), then:
+
+1. MQTT baseline: devices publishing arrays of 10 positions as fast as the broker and the
+   pipeline take them (ingest.py's publishers); records committed per second over the
+   steady window, read from the database;
+2. Teltonika: 2,000 concurrent connections each sending 10-record Codec 8 packets, the next
+   as soon as the previous one is acknowledged (which is after its commit); records
+   committed per second over the same kind of window. Goal: at least 0.8 x the MQTT rate;
+3. 10,000 concurrent connections each sending one record every 10 s (1,000 records/s):
+   p50/p99 send -> acknowledged (received, committed, answered) and the location process's
+   resident memory with them all held. Goals: p99 under 1 s, under 300 MB.
+
+Trackers are registered in the vehicle database directly (creating 10,000 through the API
+would take the whole run); the location service still looks each up through the vehicle
+service's internal API at its handshake, as in production.
+
+    make bench-trackers            # the full run (several minutes)
+    make bench-trackers QUICK=1    # 300 / 1,000 connections, short windows
+"""
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import (
+    WARMUP_S,
+    create_devices,
+    percentile,
+    run_publishers,
+    start_services,
+    stored_count,
+)
+
+from fleet_devstack.servers import free_port, remove_tree
+from fleet_devstack.stack import Stack
+from fleet_location.trackers import teltonika
+
+CTX = mp.get_context("fork")
+RECORDS_PER_PACKET = 10
+
+
+def raise_fd_limit() -> int:
+    """10,000 connections need 10,000 descriptors on each side: as many as allowed."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def register_trackers(dsn: str, org_id: str, count: int) -> list[str]:
+    imeis = [f"35{i:013d}" for i in range(count)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table(
+            "devices",
+            records=[
+                (uuid.uuid4(), uuid.UUID(org_id), imei, f"bench {imei}", "teltonika", True, False)
+                for imei in imeis
+            ],
+            columns=(
+                "id",
+                "org_id",
+                "uid",
+                "name",
+                "protocol",
+                "active",
+                "credentials_reset_required",
+            ),
+        )
+    finally:
+        await conn.close()
+    return imeis
+
+
+def packet(start: datetime, first_second: int, count: int) -> bytes:
+    return teltonika.encode_avl(
+        [
+            teltonika.AvlRecord(
+                recorded_at=start + timedelta(seconds=first_second + i),
+                priority=0,
+                lon=106.7 + (first_second + i) % 1000 / 1e5,
+                lat=10.77,
+                altitude_m=5,
+                angle_deg=90,
+                satellites=8,
+                speed_kph=30,
+                event_io=0,
+                io={239: 1},
+            )
+            for i in range(count)
+        ]
+    )
+
+
+# ------------------------------------------------------------------------- load processes
+
+
+async def _connect(port: int, imei: str, deadline: float):
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(teltonika.encode_imei(imei))
+            if await reader.readexactly(1) == teltonika.ACCEPT:
+                return reader, writer
+            writer.close()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"{imei} could not connect")
+        await asyncio.sleep(0.5)
+
+
+async def _flood(port: int, imeis: list[str], start_at: float, stop_at: float) -> dict:
+    """Each connection: a 10-record packet, its acknowledgement, the next packet."""
+    base = datetime.now(UTC) - timedelta(days=1)
+    acked_at: list[float] = []
+
+    async def device(imei: str) -> None:
+        reader, writer = await _connect(port, imei, start_at + 60)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        second = 0
+        while time.time() < stop_at:
+            writer.write(packet(base, second, RECORDS_PER_PACKET))
+            await reader.readexactly(4)
+            acked_at.append(time.time())
+            second += RECORDS_PER_PACKET
+        writer.close()
+
+    await asyncio.gather(*(device(imei) for imei in imeis))
+    return {"acked_at": acked_at}
+
+
+async def _steady(port: int, imeis: list[str], start_at: float, stop_at: float, period_s: float):
+    """Each connection: one record every `period_s`, at its own phase; latency of each."""
+    base = datetime.now(UTC) - timedelta(hours=1)
+    latencies: list[float] = []
+    held = 0
+
+    async def device(index: int, imei: str) -> None:
+        nonlocal held
+        reader, writer = await _connect(port, imei, start_at + 120)
+        held += 1
+        phase = (index * 0.6180339887) % 1.0 * period_s
+        await asyncio.sleep(max(0.0, start_at - time.time() + phase))
+        second = 0
+        while time.time() < stop_at:
+            sent = time.time()
+            writer.write(packet(base, second, 1))
+            await reader.readexactly(4)
+            latencies.append(time.time() - sent)
+            second += 1
+            await asyncio.sleep(max(0.0, sent + period_s - time.time()))
+        # Held open until the parent has measured the memory with everything connected.
+        await asyncio.sleep(max(0.0, stop_at + 5 - time.time()))
+        writer.close()
+
+    await asyncio.gather(*(device(i, imei) for i, imei in enumerate(imeis)))
+    return {"latencies": latencies, "held": held}
+
+
+def load_main(kind: str, port: int, imeis: list[str], start_at, stop_at, period_s, results):
+    raise_fd_limit()
+    try:
+        if kind == "flood":
+            outcome = asyncio.run(_flood(port, imeis, start_at, stop_at))
+        else:
+            outcome = asyncio.run(_steady(port, imeis, start_at, stop_at, period_s))
+        results.put(outcome)
+    except BaseException as exc:
+        results.put(exc)
+
+
+def run_load(kind: str, port: int, imeis: list[str], processes: int, **timing) -> list[dict]:
+    results = CTX.Queue()
+    workers = [
+        CTX.Process(
+            daemon=True,
+            target=load_main,
+            args=(
+                kind,
+                port,
+                imeis[i::processes],
+                timing["start_at"],
+                timing["stop_at"],
+                timing.get("period_s", 0),
+                results,
+            ),
+        )
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    wait_s = timing["stop_at"] - time.time() + 240
+    outcomes = [results.get(timeout=wait_s) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise RuntimeError(f"a load process failed: {failures[0]!r}")
+    return outcomes
+
+
+# ------------------------------------------------------------------------- phases
+
+
+async def committed_rate(dsn: str, org_id: str, window_start: float, window_end: float) -> float:
+    await asyncio.sleep(max(0.0, window_start - time.time()))
+    before = await stored_count(dsn, org_id)
+    measured_from = time.time()
+    await asyncio.sleep(max(0.0, window_end - time.time()))
+    after = await stored_count(dsn, org_id)
+    return (after - before) / (time.time() - measured_from)
+
+
+async def mqtt_phase(ctx: dict, seconds: float) -> float:
+    started = time.time() + 1.5
+    publisher = threading.Thread(
+        target=run_publishers,
+        args=(ctx["mqtt_port"], ctx["mqtt_devices"], 2, "telemetry", 4000, seconds),
+        kwargs={"per_message": RECORDS_PER_PACKET},
+    )
+    publisher.start()
+    rate = await committed_rate(
+        ctx["dsn"], ctx["mqtt_org"], started + WARMUP_S, started + seconds - 0.5
+    )
+    await asyncio.to_thread(publisher.join)
+    return rate
+
+
+async def flood_phase(ctx: dict, connections: int, seconds: float) -> tuple[float, int]:
+    start_at = time.time() + 5 + connections / 400
+    stop_at = start_at + seconds
+    load = asyncio.create_task(
+        asyncio.to_thread(
+            run_load,
+            "flood",
+            ctx["teltonika_port"],
+            ctx["imeis"][:connections],
+            2,
+            start_at=start_at,
+            stop_at=stop_at,
+        )
+    )
+    rate = await committed_rate(ctx["dsn"], ctx["tracker_org"], start_at + WARMUP_S, stop_at - 0.5)
+    outcomes = await load
+    return rate, sum(len(o["acked_at"]) for o in outcomes)
+
+
+async def steady_phase(ctx: dict, connections: int, seconds: float, period_s: float) -> dict:
+    start_at = time.time() + 10 + connections / 300
+    stop_at = start_at + seconds
+    load = asyncio.create_task(
+        asyncio.to_thread(
+            run_load,
+            "steady",
+            ctx["teltonika_port"],
+            ctx["imeis"][:connections],
+            2,
+            start_at=start_at,
+            stop_at=stop_at,
+            period_s=period_s,
+        )
+    )
+    await asyncio.sleep(max(0.0, stop_at + 1 - time.time()))
+    rss = rss_mb(ctx["location_pid"])
+    outcomes = await load
+    latencies = [latency for o in outcomes for latency in o["latencies"]]
+    return {
+        "held": sum(o["held"] for o in outcomes),
+        "records": len(latencies),
+        "rate": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "rss_mb": rss,
+    }
+
+
+def goal(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+async def main_async(args) -> None:
+    fd_limit = raise_fd_limit()
+    state = Path(tempfile.mkdtemp(prefix="fleet-bench-trackers-"))
+    os.chmod(state, 0o755)  # noqa: S103 - postgres and mosquitto run as their own users
+    stack = Stack.create(
+        state, pg_port=free_port(), redis_port=free_port(), mqtt_port=free_port(), durable=False
+    )
+    teltonika_port = free_port()
+    os.environ.update(
+        LOCATION_TRACKERS_HOST="127.0.0.1",
+        LOCATION_TELTONIKA_PORT=str(teltonika_port),
+        LOCATION_GT06_PORT=str(free_port()),
+        LOCATION_TRACKER_MAX_CONNECTIONS=str(args.held + 1000),
+        LOCATION_TRACKER_MAX_CONNECTIONS_PER_SOURCE=str(args.held + 1000),
+    )
+    processes = []
+    try:
+        stack.start()
+        setup, processes = start_services(stack, state)
+        gateway = setup["urls"]["gateway"]
+        location_pid = processes[2].pid
+        print(f"stack up under {state}; fd limit {fd_limit}", flush=True)
+        mqtt_org, _token, mqtt_devices = create_devices(gateway, args.mqtt_devices)
+        tracker_org, _token, _none = create_devices(gateway, 0)
+        imeis = await register_trackers(
+            stack.postgres.url("vehicle_db", driver="postgresql"),
+            tracker_org,
+            max(args.connections, args.held),
+        )
+        ctx = {
+            "dsn": stack.postgres.url("location_db", driver="postgresql"),
+            "mqtt_port": stack.mosquitto.port,
+            "mqtt_org": mqtt_org,
+            "mqtt_devices": mqtt_devices,
+            "tracker_org": tracker_org,
+            "imeis": imeis,
+            "teltonika_port": teltonika_port,
+            "location_pid": location_pid,
+        }
+        rss_idle = rss_mb(location_pid)
+        print(f"location pid {location_pid}, {rss_idle:.0f} MB resident idle", flush=True)
+        # Warm-ups: the device caches and the connections' first lookups.
+        await mqtt_phase(ctx, 6.0)
+        mqtt_rate = await mqtt_phase(ctx, args.seconds)
+        print(f"  MQTT: {mqtt_rate:,.0f} records/s committed", flush=True)
+        tcp_rate, acked = await flood_phase(ctx, args.connections, args.seconds)
+        print(f"  Teltonika: {tcp_rate:,.0f} records/s committed ({acked:,} packets)", flush=True)
+        steady = await steady_phase(ctx, args.held, args.held_seconds, args.period)
+        print(f"  held: {steady}", flush=True)
+
+        load = os.getloadavg()
+        ratio = tcp_rate / mqtt_rate if mqtt_rate else float("nan")
+        print(
+            f"\n=== tracker benchmark ({os.cpu_count()} cores, everything on this machine; "
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}) ==="
+        )
+        print(
+            f"MQTT, 10 positions/message   {mqtt_rate:>9,.0f} records/s committed "
+            f"({len(mqtt_devices)} devices, 2 publisher processes)"
+        )
+        print(
+            f"Teltonika, 10 records/packet {tcp_rate:>9,.0f} records/s committed "
+            f"({args.connections:,} connections, 2 load processes)   "
+            f"ratio {ratio:.2f} (goal >= 0.8: {goal(ratio >= 0.8)})"
+        )
+        print(
+            f"{steady['held']:,} connections held, one record / {args.period:.0f} s each: "
+            f"{steady['rate']:,.0f} records/s, send->acknowledged p50 {steady['p50_ms']:.0f} ms "
+            f"p99 {steady['p99_ms']:.0f} ms (goal < 1000: {goal(steady['p99_ms'] < 1000)}); "
+            f"location process {steady['rss_mb']:.0f} MB resident ({rss_idle:.0f} MB idle; "
+            f"goal < 300: {goal(steady['rss_mb'] < 300)})"
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(15)
+        stack.stop()
+        remove_tree(state)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts, short windows")
+    parser.add_argument("--connections", type=int, help="Teltonika connections (2,000)")
+    parser.add_argument("--held", type=int, help="connections held in phase 3 (10,000)")
+    parser.add_argument("--seconds", type=float, help="window of phases 1-2 (20)")
+    parser.add_argument("--held-seconds", type=float, help="window of phase 3 (40)")
+    parser.add_argument("--period", type=float, default=10.0, help="s between records (10)")
+    parser.add_argument("--mqtt-devices", type=int, default=200)
+    args = parser.parse_args()
+    quick = args.quick or os.environ.get("QUICK") == "1"
+    args.connections = args.connections or (300 if quick else 2000)
+    args.held = args.held or (1000 if quick else 10_000)
+    args.seconds = args.seconds or (8.0 if quick else 20.0)
+    args.held_seconds = args.held_seconds or (20.0 if quick else 40.0)
+    if quick:
+        args.mqtt_devices = min(args.mqtt_devices, 50)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
