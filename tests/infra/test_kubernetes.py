@@ -49,9 +49,15 @@ REQUIRED_ENV = {
         "GATEWAY_CORS_ORIGINS",
         "GATEWAY_TRUSTED_PROXIES",
     },
-    "auth": {"AUTH_DATABASE_URL", "AUTH_SIGNING_KEY_FILE", "AUTH_TRUSTED_PROXIES"},
+    "auth": {
+        "AUTH_DATABASE_URL",
+        "DATABASE_PGBOUNCER",
+        "AUTH_SIGNING_KEY_FILE",
+        "AUTH_TRUSTED_PROXIES",
+    },
     "vehicle": {
         "VEHICLE_DATABASE_URL",
+        "DATABASE_PGBOUNCER",
         "MQTT_HOST",
         "MQTT_PORT",
         "VEHICLE_MQTT_ADMIN_USERNAME",
@@ -61,6 +67,7 @@ REQUIRED_ENV = {
     },
     "location": {
         "LOCATION_DATABASE_URL",
+        "DATABASE_PGBOUNCER",
         "MQTT_HOST",
         "MQTT_PORT",
         "LOCATION_MQTT_USERNAME",
@@ -68,7 +75,11 @@ REQUIRED_ENV = {
         "LOCATION_MQTT_CLIENT_ID",
         "LOCATION_VEHICLE_URL",
     },
-    "notification": {"NOTIFICATION_DATABASE_URL", "NOTIFICATION_SMTP_PASSWORD"},
+    "notification": {
+        "NOTIFICATION_DATABASE_URL",
+        "DATABASE_PGBOUNCER",
+        "NOTIFICATION_SMTP_PASSWORD",
+    },
 }
 # Read by the image rather than by the service's settings (gunicorn.conf.py and gunicorn).
 IMAGE_ENV = {"WEB_CONCURRENCY"}
@@ -360,6 +371,8 @@ def test_service_gets_every_variable_it_needs_and_none_it_does_not_read(target, 
     unread = set(provided) - env_names(settings_class) - IMAGE_ENV
     assert not unread, f"{service} does not read {sorted(unread)}"
     assert provided["ENVIRONMENT"] == {"configMap": "production"}
+    if service in DATABASE_SERVICES:
+        assert provided["DATABASE_PGBOUNCER"] == {"configMap": "true"}
 
 
 def test_frontend_gets_no_settings_or_secrets():
