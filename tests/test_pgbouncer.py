@@ -39,9 +39,7 @@ def pooled_platform(stack, pgbouncer, migrated_database, run_service, tmp_path_f
     ports = {name: free_port() for name in SERVICE_PORTS}
     direct = {name: migrated_database(name) for name in DATABASES}
     env = stack.service_env(
-        database_urls={
-            name: pgbouncer.url(url.rsplit("/", 1)[1]) for name, url in direct.items()
-        },
+        database_urls={name: pgbouncer.url(url.rsplit("/", 1)[1]) for name, url in direct.items()},
         service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
         keys_dir=tmp_path_factory.mktemp("keys"),
     )
@@ -65,9 +63,7 @@ def pooled_platform(stack, pgbouncer, migrated_database, run_service, tmp_path_f
 
 async def test_the_key_paths_of_every_service_work_through_pgbouncer(pooled_platform):
     services, mqtt_port = pooled_platform
-    async with httpx.AsyncClient(
-        base_url=f"{services['gateway'].url}/api/v1", timeout=30
-    ) as api:
+    async with httpx.AsyncClient(base_url=f"{services['gateway'].url}/api/v1", timeout=30) as api:
         suffix = uuid.uuid4().hex[:8]
         email, password = f"pgb-{suffix}@example.com", "correct horse battery staple"
         registered = await api.post(
@@ -169,4 +165,3 @@ async def test_the_key_paths_of_every_service_work_through_pgbouncer(pooled_plat
                 break
             assert time.monotonic() < deadline, "no overspeed alert through PgBouncer"
             await asyncio.sleep(0.3)
-
