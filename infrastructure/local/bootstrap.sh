@@ -13,6 +13,8 @@ have redis-server || missing+=(redis-server)
 have mosquitto || missing+=(mosquitto)
 have mosquitto_ctrl || missing+=(mosquitto-clients)
 have runuser || missing+=(util-linux)
+# PgBouncer: tests/test_pgbouncer.py runs the services through it.
+have pgbouncer || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
