@@ -18,6 +18,8 @@ have mosquitto_ctrl || missing+=(mosquitto-clients)
 # The dashboard builds with Debian 12's Node.js 18 as well as newer ones.
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
+# PgBouncer: tests/test_pgbouncer.py runs the services through it.
+have pgbouncer || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi

@@ -41,7 +41,7 @@ SERVICE_PORTS = {
 DOCKERFILES = {name: REPO / "services" / name / "Dockerfile" for name in SERVICE_PORTS}
 COMPOSE = REPO / "docker-compose.yml"
 COMPOSE_PROD = REPO / "docker-compose.prod.yml"
-WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
+WORKFLOW = REPO / ".github" / "workflows" / "ci-cd.yml"
 MOSQUITTO_DIR = REPO / "infrastructure" / "mosquitto"
 DOCKER_DIR = REPO / "infrastructure" / "docker"
 SHELL_SCRIPTS = sorted([*DOCKER_DIR.glob("*.sh"), *MOSQUITTO_DIR.glob("*.sh")])
@@ -150,10 +150,22 @@ def copy_sources(dockerfile: Path) -> list[str]:
     return sources
 
 
-@pytest.mark.parametrize("service", SERVICE_PORTS)
-def test_hadolint_passes(service):
-    result = run(tool("hadolint"), "--no-color", str(DOCKERFILES[service]))
+# Every Dockerfile in the repository, the dashboard's included once it is there.
+ALL_DOCKERFILES = sorted(
+    p
+    for p in REPO.glob("**/Dockerfile")
+    if not {"node_modules", ".venv", ".git"} & set(p.relative_to(REPO).parts)
+)
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_hadolint_passes(dockerfile):
+    result = run(tool("hadolint"), "--no-color", str(dockerfile))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_covers_every_service():
+    assert set(DOCKERFILES.values()) <= set(ALL_DOCKERFILES)
 
 
 @pytest.mark.parametrize("service", SERVICE_PORTS)
@@ -966,6 +978,58 @@ def test_workflow_runs_the_tests_ruff_and_the_docker_checks():
     assert "hadolint" in commands
     assert "vendor.compose-spec" in commands
     assert "docker compose build" in commands
+
+
+def test_workflow_passes_actionlint():
+    # actionlint checks expressions, job references and, with shellcheck on PATH, every `run:`.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = run(tool("actionlint"), "-no-color", str(WORKFLOW), env={**os.environ, "PATH": path})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_there_is_one_pipeline():
+    assert sorted(p.name for p in WORKFLOW.parent.iterdir()) == ["ci-cd.yml"]
+
+
+def test_workflow_builds_every_image_with_buildx_and_pushes_the_three_tags():
+    workflow = load_yaml(WORKFLOW)
+    # PyYAML reads the bare key `on` as True.
+    triggers = workflow[True]
+    assert triggers["push"] == {"branches": ["main"], "tags": ["v*"]}
+    assert "pull_request" in triggers
+    images = workflow["jobs"]["images"]
+    assert set(images["needs"]) == {"test", "docker"}
+    assert images["permissions"]["packages"] == "write"
+    matrix = {entry["image"]: entry for entry in images["strategy"]["matrix"]["include"]}
+    assert set(matrix) == {*SERVICE_PORTS, "frontend"}
+    for name in SERVICE_PORTS:
+        assert matrix[name]["dockerfile"] == f"services/{name}/Dockerfile"
+        assert matrix[name]["context"] == "."
+    uses = {step.get("uses", "").split("@")[0]: step for step in images["steps"]}
+    assert "docker/setup-buildx-action" in uses
+    tags = uses["docker/metadata-action"]["with"]["tags"].split()
+    assert "type=sha,format=long,prefix=" in tags
+    assert "type=raw,value=latest,enable={{is_default_branch}}" in tags
+    assert "type=semver,pattern={{version}}" in tags
+    build = uses["docker/build-push-action"]["with"]
+    assert build["push"] is True
+    assert build["cache-from"].startswith("type=gha")
+    assert build["cache-to"].startswith("type=gha")
+
+
+def test_workflow_deploys_staging_from_main_and_production_from_tags_after_approval():
+    jobs = load_yaml(WORKFLOW)["jobs"]
+    staging, production = jobs["deploy-staging"], jobs["deploy-production"]
+    assert staging["needs"] == production["needs"] == "images"
+    assert "github.ref == 'refs/heads/main'" in staging["if"]
+    assert "startsWith(github.ref, 'refs/tags/v')" in production["if"]
+    assert staging["environment"]["name"] == "staging"
+    # Required reviewers are a property of this environment (repository settings).
+    assert production["environment"]["name"] == "production"
+    for job, overlay in ((staging, "staging"), (production, "production")):
+        (deploy,) = [step["run"] for step in job["steps"] if step.get("name") == "Deploy"]
+        assert deploy.startswith(f'infrastructure/scripts/k8s-deploy.sh {overlay} "$GITHUB_SHA"')
+        assert job["concurrency"]["cancel-in-progress"] is False
 
 
 def test_urllib_healthcheck_fails_when_nothing_listens():

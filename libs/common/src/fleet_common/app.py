@@ -38,7 +38,9 @@ def create_service_app(
     """
     configure_logging(service, settings.log_level)
     checks = list(health_checks)
-    engine = create_engine(database_url) if database_url else None
+    engine = (
+        create_engine(database_url, pgbouncer=settings.database_pgbouncer) if database_url else None
+    )
     if engine is not None:
         checks.insert(0, HealthCheck("database", lambda: ping_database(engine)))
     redis = create_redis(settings.redis_url)

@@ -1,7 +1,8 @@
 """Async SQLAlchemy engine, session dependency and naming conventions for migrations."""
 
+import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
@@ -27,14 +28,36 @@ def service_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+# asyncpg's own connect()/create_pool() arguments behind PgBouncer in transaction pooling mode
+# (DATABASE_PGBOUNCER): each transaction may run on another server connection, so a statement
+# prepared and cached on one is not there on the next. Without a cache asyncpg prepares unnamed
+# statements and re-parses in the same exchange; PgBouncer >= 1.21 could keep named ones
+# (max_prepared_statements), Debian 12's 1.18 cannot, and this works with both.
+PGBOUNCER_ASYNCPG_ARGS: dict[str, Any] = {"statement_cache_size": 0}
+
+
+def _unique_statement_name() -> str:
+    # SQLAlchemy still prepares a named statement per query for its result metadata; a name
+    # unique per statement cannot collide with one another client left on a pooled connection.
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, pgbouncer: bool = False
+) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"timeout": 5}
+    if pgbouncer:
+        connect_args |= PGBOUNCER_ASYNCPG_ARGS | {
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         # After a database restart pooled connections are dead; check before use.
         pool_pre_ping=True,
-        connect_args={"timeout": 5},
+        connect_args=connect_args,
     )
 
 

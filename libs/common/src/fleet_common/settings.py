@@ -26,6 +26,9 @@ class CommonSettings(BaseSettings):
         SecretStr("dev-internal-token"), validation_alias="INTERNAL_SERVICE_TOKEN"
     )
     health_check_timeout_s: float = Field(2.0, validation_alias="HEALTH_CHECK_TIMEOUT_S")
+    # The service's database URL points at PgBouncer in transaction pooling mode: no cached
+    # prepared statements (fleet_common.db).
+    database_pgbouncer: bool = Field(False, validation_alias="DATABASE_PGBOUNCER")
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> "CommonSettings":

@@ -284,6 +284,66 @@ class Redis:
         return self.pidfile.exists() and _pid_alive(int(self.pidfile.read_text().strip() or 0))
 
 
+@dataclass
+class PgBouncer:
+    """Debian's PgBouncer in transaction pooling mode in front of `upstream`, every database.
+
+    As the Kubernetes manifests run it (kubernetes/base/*-pgbouncer-configmap.yaml): clients
+    log in with SCRAM as the server's user, and PgBouncer logs in to the server the same way.
+    """
+
+    data_dir: Path
+    port: int
+    upstream: Postgres
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data_dir / "pgbouncer.pid"
+
+    def url(self, database: str) -> str:
+        return self.upstream.url(database).replace(
+            f"@{self.upstream.host}:{self.upstream.port}/", f"@127.0.0.1:{self.port}/"
+        )
+
+    def start(self) -> None:
+        if self.running():
+            return
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} is taken by another program; set another port")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        password = self.upstream.password.replace('"', '""')
+        (self.data_dir / "userlist.txt").write_text(f'"{self.upstream.user}" "{password}"\n')
+        (self.data_dir / "pgbouncer.ini").write_text(
+            f"""[databases]
+* = host={self.upstream.host} port={self.upstream.port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {self.data_dir / "userlist.txt"}
+pool_mode = transaction
+default_pool_size = 10
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits
+logfile = {self.data_dir / "pgbouncer.log"}
+pidfile = {self.pidfile}
+"""
+        )
+        self.data_dir.chmod(0o700)
+        # It refuses to run as root: like PostgreSQL, as the postgres user.
+        _chown(self.data_dir, "postgres")
+        _run([*_as_user("postgres"), "pgbouncer", "-d", str(self.data_dir / "pgbouncer.ini")])
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        _terminate_pidfile(self.pidfile)
+
+    def running(self) -> bool:
+        return self.pidfile.exists() and _pid_alive(int(self.pidfile.read_text().strip() or 0))
+
+
 def dynsec_plugin() -> str:
     for pattern in (
         "/usr/lib/*/mosquitto_dynamic_security.so",

@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from fleet_common.app import create_service_app
+from fleet_common.db import PGBOUNCER_ASYNCPG_ARGS
 from fleet_common.health import HealthCheck
 from fleet_common.http import create_http_client
 from fleet_common.logging import get_logger
@@ -84,10 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dsn = settings.asyncpg_dsn
+        pooler = PGBOUNCER_ASYNCPG_ARGS if settings.database_pgbouncer else {}
         write_pool = await asyncpg.create_pool(
-            dsn, min_size=0, max_size=2, init=init_connection, command_timeout=60
+            dsn, min_size=0, max_size=2, init=init_connection, command_timeout=60, **pooler
         )
-        read_pool = await asyncpg.create_pool(dsn, min_size=0, max_size=8, command_timeout=60)
+        read_pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=8, command_timeout=60, **pooler
+        )
         http = create_http_client(timeout=httpx.Timeout(5.0, connect=2.0))
         directory = DeviceDirectory(
             vehicle_url=settings.vehicle_url,

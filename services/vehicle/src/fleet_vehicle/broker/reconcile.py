@@ -124,7 +124,9 @@ async def _run(settings: Settings) -> int:
         settings.mqtt_admin_password.get_secret_value(),
         command_timeout_s=settings.broker_command_timeout_s,
     )
-    engine = create_engine(settings.database_url, pool_size=2, max_overflow=0)
+    engine = create_engine(
+        settings.database_url, pool_size=2, max_overflow=0, pgbouncer=settings.database_pgbouncer
+    )
     redis = create_redis(settings.redis_url)
     await dynsec.start()
     try:
