@@ -36,7 +36,7 @@ def create_service_app(
     by readiness; `app.state.redis` always is. `lifespan` is the service's own start-up and
     shut-down, run inside the common one.
     """
-    configure_logging(service, settings.log_level)
+    configure_logging(service, settings.log_level, settings.log_format)
     checks = list(health_checks)
     engine = create_engine(database_url) if database_url else None
     if engine is not None:

@@ -1,6 +1,11 @@
-"""structlog JSON logging with the request id bound to every line."""
+"""structlog logging with the request id bound to every line.
+
+JSON lines by default (production, containers, log shippers); `LOG_FORMAT=console` (what
+`make run` sets) prints one readable, coloured line per event instead.
+"""
 
 import logging
+import os
 import sys
 from contextvars import ContextVar
 
@@ -16,8 +21,17 @@ def _add_request_id(_logger, _name, event_dict):
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send structlog and stdlib logging (uvicorn, sqlalchemy, ...) to stdout as JSON lines."""
+def _renderer(log_format: str):
+    if log_format == "console":
+        # Colour unless the developer asked for none (https://no-color.org): under
+        # `make run` stdout is a pipe to the devstack, which prints to the terminal.
+        return structlog.dev.ConsoleRenderer(colors=not os.environ.get("NO_COLOR"))
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(service: str, level: str = "INFO", log_format: str = "json") -> None:
+    """Send structlog and stdlib logging (uvicorn, sqlalchemy, ...) to stdout, one line per
+    event: JSON, or with `log_format="console"` structlog's readable console lines."""
     shared = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
@@ -36,8 +50,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             lambda _l, _n, event: {"service": service, **event},
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            # The console renderer prints tracebacks itself, readably.
+            *([] if log_format == "console" else [structlog.processors.format_exc_info]),
+            _renderer(log_format),
         ],
     )
     handler = logging.StreamHandler(sys.stdout)
@@ -45,7 +60,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Library warnings go through logging too, so every line a service prints is JSON.
+    # Library warnings go through logging too, so every line a service prints is formatted.
     logging.captureWarnings(True)
     # We log one line per request ourselves; uvicorn's access log would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
