@@ -17,6 +17,7 @@ class Platform:
     services: dict[str, RunningService]
     redis_url: str
     mqtt_port: int
+    env: dict[str, str]  # the services' environment (database URLs, ...)
 
     @property
     def gateway(self) -> str:
@@ -48,4 +49,4 @@ def platform(stack, migrated_database, run_service, tmp_path_factory) -> Platfor
     )
     # Backends first: the gateway's readiness reports its upstreams.
     services = {name: run_service(name, env, port=ports[name]) for name in [*BACKENDS, "gateway"]}
-    return Platform(services, env["REDIS_URL"], stack.mosquitto.port)
+    return Platform(services, env["REDIS_URL"], stack.mosquitto.port, env)
