@@ -413,7 +413,9 @@ def test_databases_and_redis_publish_no_ports():
 def test_only_the_gateway_and_the_broker_are_published():
     services = load_yaml(COMPOSE)["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"gateway", "mosquitto"}
+    # Grafana (profile monitoring) only on this machine's loopback.
+    assert published == {"gateway", "mosquitto", "grafana"}
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
 
 
 # --- production override -------------------------------------------------------------------
