@@ -13,6 +13,13 @@ have redis-server || missing+=(redis-server)
 have mosquitto || missing+=(mosquitto)
 have mosquitto_ctrl || missing+=(mosquitto-clients)
 have runuser || missing+=(util-linux)
+# Monitoring and recovery tests (tests/monitoring, make drill).
+have prometheus || missing+=(prometheus)
+have promtool || missing+=(prometheus)
+have prometheus-node-exporter || missing+=(prometheus-node-exporter)
+have prometheus-postgres-exporter || missing+=(prometheus-postgres-exporter)
+have prometheus-redis-exporter || missing+=(prometheus-redis-exporter)
+have pgbackrest || missing+=(pgbackrest)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi
