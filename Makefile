@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
 
-.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-ingest bench-detection
+.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-ingest bench-detection drill
 
 help:
 	@echo "make run     start the whole stack locally (Ctrl-C or 'make stop' stops it)"
@@ -43,3 +43,7 @@ bench-ingest: sync
 
 bench-detection: sync
 	@$(UV) run --no-sync python services/location/bench/detection.py
+
+# The recovery drill (docs/operations.md): backup.sh, destroy, restore.sh, check; prints RTO.
+drill: sync
+	@$(UV) run --no-sync pytest tests/recovery -q -s -p no:cacheprovider
