@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
 
-.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-ingest bench-detection bench-reports
+.PHONY: help bootstrap sync run stop test lint format bench-gateway bench-ingest bench-detection bench-reports drill
 
 help:
 	@echo "make run     start the whole stack locally (Ctrl-C or 'make stop' stops it)"
@@ -82,3 +82,7 @@ bench-dashboard: sync frontend-build
 # Teltonika over TCP against MQTT, and 10,000 held tracker connections; QUICK=1 for a short run.
 bench-trackers: sync
 	@$(UV) run --no-sync python services/location/bench/trackers.py $(if $(QUICK),--quick)
+
+# The recovery drill (docs/operations.md): backup.sh, destroy, restore.sh, check; prints RTO.
+drill: sync
+	@$(UV) run --no-sync pytest tests/recovery -q -s -p no:cacheprovider

@@ -20,6 +20,13 @@ have node || missing+=(nodejs)
 have npm || missing+=(npm)
 # PgBouncer: tests/test_pgbouncer.py runs the services through it.
 have pgbouncer || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# Monitoring and recovery tests (tests/monitoring, make drill).
+have prometheus || missing+=(prometheus)
+have promtool || missing+=(prometheus)
+have prometheus-node-exporter || missing+=(prometheus-node-exporter)
+have prometheus-postgres-exporter || missing+=(prometheus-postgres-exporter)
+have prometheus-redis-exporter || missing+=(prometheus-redis-exporter)
+have pgbackrest || missing+=(pgbackrest)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)
 fi

@@ -422,12 +422,14 @@ def test_databases_and_redis_publish_no_ports():
             assert not published_ports(service) & DATA_STORE_PORTS, f"{path.name}: {name}"
 
 
-def test_only_the_gateway_the_broker_and_the_tracker_listeners_are_published():
+def test_only_the_public_entries_are_published():
     services = load_yaml(COMPOSE)["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"gateway", "mosquitto", "location"}
+    # The dashboard's nginx; Grafana (profile monitoring) only on this machine's loopback.
+    assert published == {"gateway", "mosquitto", "location", "frontend", "grafana"}
     # Of the location service, only the Teltonika and GT06 listeners (not its HTTP API).
     assert published_ports(services["location"]) == {5027, 5023}
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
 
 
 # --- production override -------------------------------------------------------------------

@@ -11,10 +11,14 @@ from fleet_common.errors import install_error_handlers
 from fleet_common.health import HealthCheck, health_router
 from fleet_common.http import create_http_client
 from fleet_common.logging import configure_logging
-from fleet_common.metrics import metrics_router
+from fleet_common.metrics import metrics_router, watch_sqlalchemy_pool
 from fleet_common.middleware import ObservabilityMiddleware
 from fleet_common.redis import create_redis
 from fleet_common.settings import CommonSettings
+
+# Per process: under gunicorn, each worker has a pool of its own.
+DB_POOL_SIZE = 10
+DB_MAX_OVERFLOW = 10
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -36,10 +40,17 @@ def create_service_app(
     by readiness; `app.state.redis` always is. `lifespan` is the service's own start-up and
     shut-down, run inside the common one.
     """
-    configure_logging(service, settings.log_level)
+    configure_logging(service, settings.log_level, settings.log_format)
     checks = list(health_checks)
     engine = (
-        create_engine(database_url, pgbouncer=settings.database_pgbouncer) if database_url else None
+        create_engine(
+            database_url,
+            pool_size=DB_POOL_SIZE,
+            max_overflow=DB_MAX_OVERFLOW,
+            pgbouncer=settings.database_pgbouncer,
+        )
+        if database_url
+        else None
     )
     if engine is not None:
         checks.insert(0, HealthCheck("database", lambda: ping_database(engine)))
@@ -76,6 +87,7 @@ def create_service_app(
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        watch_sqlalchemy_pool(app, service, engine, DB_POOL_SIZE + DB_MAX_OVERFLOW)
     app.add_middleware(ObservabilityMiddleware, service=service)
     install_error_handlers(app)
     app.include_router(health_router)

@@ -1,12 +1,17 @@
-"""structlog JSON logging with the request id bound to every line, and no secret in any.
+"""structlog logging with the request id bound to every line, and no secret in any.
+
+JSON lines by default (production, containers, log shippers); `LOG_FORMAT=console` (what
+`make run` sets) prints one readable, coloured line per event instead.
 
 Every line, ours or a library's (uvicorn writes the WebSocket URL with its `?token=`), goes
 through `redact_secrets` last: the values of secret query parameters (`token`, `key`,
 `password`, ...), bearer credentials, anything shaped like a JWT, and fields named like a
-secret are replaced by `[redacted]`.
+secret are replaced by `[redacted]`. Tracebacks are formatted to text first in both formats,
+so that they are redacted too.
 """
 
 import logging
+import os
 import re
 import sys
 from contextvars import ContextVar
@@ -75,8 +80,17 @@ def _add_request_id(_logger, _name, event_dict):
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send structlog and stdlib logging (uvicorn, sqlalchemy, ...) to stdout as JSON lines."""
+def _renderer(log_format: str):
+    if log_format == "console":
+        # Colour unless the developer asked for none (https://no-color.org): under
+        # `make run` stdout is a pipe to the devstack, which prints to the terminal.
+        return structlog.dev.ConsoleRenderer(colors=not os.environ.get("NO_COLOR"))
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(service: str, level: str = "INFO", log_format: str = "json") -> None:
+    """Send structlog and stdlib logging (uvicorn, sqlalchemy, ...) to stdout, one line per
+    event: JSON, or with `log_format="console"` structlog's readable console lines."""
     shared = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
@@ -97,7 +111,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact_secrets,
-            structlog.processors.JSONRenderer(),
+            _renderer(log_format),
         ],
     )
     handler = logging.StreamHandler(sys.stdout)
@@ -105,7 +119,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Library warnings go through logging too, so every line a service prints is JSON.
+    # Library warnings go through logging too, so every line a service prints is formatted.
     logging.captureWarnings(True)
     # We log one line per request ourselves; uvicorn's access log would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True

@@ -17,6 +17,8 @@ class CommonSettings(BaseSettings):
 
     environment: Environment = Field("development", validation_alias="ENVIRONMENT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    # json in production; console (readable lines) is what `make run` sets for development.
+    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     jwks_url: str = Field(
         "http://127.0.0.1:8001/.well-known/jwks.json", validation_alias="AUTH_JWKS_URL"

@@ -105,7 +105,7 @@ def run() -> int:
             process = subprocess.Popen(
                 service_command(service, port),
                 cwd=REPO_ROOT,
-                env={**os.environ, **env},
+                env={"LOG_FORMAT": "console", **os.environ, **env},  # readable lines
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order

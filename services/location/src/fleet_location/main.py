@@ -13,11 +13,13 @@ from fleet_common.db import PGBOUNCER_ASYNCPG_ARGS
 from fleet_common.health import HealthCheck
 from fleet_common.http import create_http_client
 from fleet_common.logging import get_logger
+from fleet_common.metrics import watch_asyncpg_pool
 from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.events import create_event_detector
 from fleet_location.geofences.router import router as geofences_router
 from fleet_location.ingest import partitions
+from fleet_location.ingest.broker_stats import BrokerStats
 from fleet_location.ingest.devices import DeviceDirectory
 from fleet_location.ingest.http_access import IngestRateLimiter
 from fleet_location.ingest.live import LiveUpdater
@@ -92,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_pool = await asyncpg.create_pool(
             dsn, min_size=0, max_size=8, command_timeout=60, **pooler
         )
+        watch_asyncpg_pool(app, "location", "ingest", write_pool)
+        watch_asyncpg_pool(app, "location", "read", read_pool)
         http = create_http_client(timeout=httpx.Timeout(5.0, connect=2.0))
         directory = DeviceDirectory(
             vehicle_url=settings.vehicle_url,
@@ -149,8 +153,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         ]
         pipeline.start()
+        broker_stats = BrokerStats(settings) if settings.mqtt_enabled else None
         if consumer is not None:
             consumer.start()
+        if broker_stats is not None:
+            broker_stats.start()
         trackers: TrackerServer | None = None
         if settings.trackers_enabled:
             trackers = TrackerServer(
@@ -161,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if broker_stats is not None:
+                await asyncio.to_thread(broker_stats.stop)
             if trackers is not None:
                 await trackers.stop()
             drained = False

@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from fleet_common.app import create_service_app
+from fleet_common.metrics import add_scrape_hook
 from fleet_common.tasks import stop_tasks
 from fleet_notification.alerts.router import router as alerts_router
 from fleet_notification.config import Settings
-from fleet_notification.consumer import EventConsumer
+from fleet_notification.consumer import EVENTS_DEAD_LETTERED, EventConsumer
 from fleet_notification.dead_letters.router import internal_router as dead_letters_internal
 from fleet_notification.dead_letters.router import router as dead_letters_router
 from fleet_notification.delivery.email import EmailChannel
@@ -18,9 +19,10 @@ from fleet_notification.delivery.in_app import InAppChannel
 from fleet_notification.delivery.push import PushChannel
 from fleet_notification.delivery.targets import webhook_client
 from fleet_notification.delivery.webhook import WebhookChannel
-from fleet_notification.delivery.worker import DeliveryWorker
+from fleet_notification.delivery.worker import DELIVERY_ATTEMPTS, DeliveryWorker
 from fleet_notification.push_tokens.router import router as push_tokens_router
 from fleet_notification.rules.router import router as rules_router
+from fleet_notification.stream_metrics import stream_hook
 
 
 @asynccontextmanager
@@ -40,6 +42,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         },
     )
     consumer = EventConsumer(settings, app.state.redis, app.state.sessionmaker, worker.kick)
+    # Every series exists from the start, so an alert on a failure rate has a baseline.
+    for channel in worker.channels:
+        for result in ("delivered", "retry", "failed"):
+            DELIVERY_ATTEMPTS.labels(channel, result)
+    for reason in ("failing", "malformed"):
+        EVENTS_DEAD_LETTERED.labels(reason)
     app.state.delivery_worker = worker
     app.state.event_consumer = consumer
     tasks = [
@@ -70,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix="/api/v1")
     for router in (rules_router, alerts_router, push_tokens_router, dead_letters_router):
         api.include_router(router)
+    add_scrape_hook(app, stream_hook(app.state.redis))
     app.include_router(api)
     app.include_router(dead_letters_internal)
     return app

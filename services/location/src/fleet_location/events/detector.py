@@ -30,6 +30,7 @@ from fleet_common.redis import EVENTS_STREAM, latest_key
 from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
+from fleet_location.ingest.metrics import DEVICES_SEEN
 from fleet_location.positions.model import Position
 
 log = get_logger(__name__)
@@ -264,6 +265,7 @@ class EventDetector:
         cutoff = now - self.config.offline_after_s
         # Keyed by UUID, as the ingest path keys its work: one cached state per device.
         silent: dict[UUID, tuple[str, float]] = {}
+        seen = 0
         async for key in self.redis.scan_iter(match=latest_key("*"), count=500):
             for field, raw in (await self.redis.hgetall(key)).items():
                 try:
@@ -276,6 +278,9 @@ class EventDetector:
                     continue
                 if recorded_at < cutoff:
                     silent[device] = (latest.get("vehicle_id"), recorded_at)
+                else:
+                    seen += 1
+        DEVICES_SEEN.set(seen)
         if not silent:
             return 0
         # Only devices still online need the versioned write; read their state in one trip.

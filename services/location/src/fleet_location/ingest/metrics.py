@@ -41,3 +41,20 @@ MQTT_READING_PAUSED = Gauge(
     "telemetry_mqtt_reading_paused",
     "1 while the consumer does not read from the broker (the pipeline is saturated).",
 )
+# Per batch, not per position: the oldest message of the batch waited longest, so this is
+# the batch's worst case, at the cost of one observation per commit.
+RECEIVE_TO_COMMIT_SECONDS = Histogram(
+    "telemetry_receive_to_commit_seconds",
+    "From the first message of a batch reaching the pipeline to the batch's commit.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PARTITIONS_COVER_UNTIL = Gauge(
+    "telemetry_partitions_cover_until_timestamp_seconds",
+    "End (Unix time) of the newest telemetry partition: how far ahead positions can go.",
+    multiprocess_mode="max",
+)
+DEVICES_SEEN = Gauge(
+    "telemetry_devices_seen",
+    "Devices whose newest position is younger than LOCATION_OFFLINE_AFTER_S (offline sweep).",
+    multiprocess_mode="max",
+)

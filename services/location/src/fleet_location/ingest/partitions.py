@@ -1,11 +1,12 @@
 """Daily partitions of `telemetry`: created ahead of time, dropped whole after retention."""
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
 from fleet_common.logging import get_logger
+from fleet_location.ingest import metrics
 
 log = get_logger(__name__)
 
@@ -78,3 +79,7 @@ async def maintain(
         conn, today - timedelta(days=max_age_days), today + timedelta(days=ahead_days)
     )
     await drop_expired(conn, retention_days, today)
+    newest = max(await existing_partitions(conn), default=None)
+    if newest is not None:
+        covered_until = datetime.combine(newest + timedelta(days=1), time.min, tzinfo=UTC)
+        metrics.PARTITIONS_COVER_UNTIL.set(covered_until.timestamp())

@@ -470,6 +470,8 @@ class IngestPipeline:
                 continue
             self.last_commit_error = None
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            if batch.positions:
+                metrics.RECEIVE_TO_COMMIT_SECONDS.observe(time.monotonic() - batch.opened_at)
             metrics.BATCH_SIZE.observe(len(batch.positions))
             metrics.STORED.inc(result.new)
             metrics.DUPLICATES.inc(result.duplicates)

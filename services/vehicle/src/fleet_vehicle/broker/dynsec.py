@@ -13,10 +13,19 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import Gauge
 
 from fleet_common.logging import get_logger
 
 log = get_logger(__name__)
+
+# The platform's own broker connections are not devices: the dashboards and alerts subtract
+# these (and the location service's) from the broker's client count.
+ADMIN_CONNECTED = Gauge(
+    "vehicle_broker_admin_connected",
+    "Dynsec admin connections to the broker open now (one per process).",
+    multiprocess_mode="livesum",
+)
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
@@ -117,6 +126,7 @@ class DynsecClient:
         if reason_code.is_failure:
             log.warning("dynsec admin connection refused", reason=str(reason_code))
             return
+        ADMIN_CONNECTED.set(1)
         client.subscribe(RESPONSE_TOPIC, qos=1)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
@@ -128,6 +138,7 @@ class DynsecClient:
             log.error("dynsec admin may not subscribe to the response topic")
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        ADMIN_CONNECTED.set(0)
         log.warning("dynsec admin connection lost", reason=str(reason_code))
         self._call_soon(self._subscribed.clear)
         self._call_soon(self._fail_pending, BrokerUnavailableError("broker connection lost"))

@@ -146,5 +146,5 @@ async def _run(settings: Settings) -> int:
 def main() -> None:
     """`fleet-vehicle-reconcile`: reconcile once and print what changed."""
     settings = Settings()
-    configure_logging("vehicle-reconcile", settings.log_level)
+    configure_logging("vehicle-reconcile", settings.log_level, settings.log_format)
     sys.exit(asyncio.run(_run(settings)))
