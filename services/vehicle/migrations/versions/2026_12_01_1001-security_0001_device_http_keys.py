@@ -5,7 +5,7 @@ Devices registered before keys existed have none: they start opted out (visible 
 upgrade does not cut off their positions; rotating their credentials gives them a key.
 
 Revision ID: security_0001
-Revises: 0001
+Revises: alerts_0001
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "security_0001"
-down_revision: str | None = "0001"
+down_revision: str | None = "alerts_0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
