@@ -79,7 +79,7 @@ describe("LiveController", () => {
     const { controller, sockets } = setup();
     controller.start();
     expect(sockets[0]?.url).toBe("ws://gw/api/v1/ws?batch=1");
-    expect(sockets[0]?.protocols).toEqual(["fleet.v1", "bearer.tok"]);
+    expect(sockets[0]?.protocols).toEqual(["bearer", "tok"]);
   });
 
   it("falls back to ?token= when the protocol handshake never opens, and keeps what worked", async () => {
@@ -157,7 +157,7 @@ describe("LiveController", () => {
     sockets.at(-1)?.drop(4401);
     await vi.advanceTimersByTimeAsync(1000);
     expect(sockets.length).toBe(before + 1);
-    expect(sockets.at(-1)?.protocols).toEqual(["fleet.v1", "bearer.tok"]);
+    expect(sockets.at(-1)?.protocols).toEqual(["bearer", "tok"]);
   });
 
   it("sends a renewed token on the open socket and closes cleanly on stop", () => {

@@ -2,16 +2,16 @@
 // reconnects with backoff and, on every (re)connection, refetches the latest positions so that
 // nothing sent while it was away is missed.
 //
-// Auth: the token goes in `Sec-WebSocket-Protocol` (`fleet.v1, bearer.<token>`, the server
-// answering `fleet.v1`) so it never lands in a URL or an access log. A gateway that does not
-// speak it makes the browser fail the handshake; until a socket has opened, attempts alternate
-// with the older `?token=` form, and whichever opened first is kept.
+// Auth: the token goes in `Sec-WebSocket-Protocol` (`bearer, <token>`, the gateway answering
+// `bearer`) so it never lands in a URL or an access log. A gateway that does not speak it
+// makes the browser fail the handshake; until a socket has opened, attempts alternate with the
+// older `?token=` form, and whichever opened first is kept.
 import type { FleetState } from "./fleet";
 
 export type LinkState = "connecting" | "live" | "reconnecting" | "offline";
 export type AuthMode = "protocol" | "query";
 
-export const PROTOCOL = "fleet.v1";
+export const PROTOCOL = "bearer";
 /** Failed attempts in a row after which the link counts as offline rather than reconnecting. */
 export const OFFLINE_AFTER_FAILURES = 4;
 const MAX_BACKOFF_MS = 30_000;
@@ -106,7 +106,7 @@ export class LiveController {
     const batched = `${this.options.url}?batch=1`;
     const socket =
       this.authMode === "protocol"
-        ? open(batched, [PROTOCOL, `bearer.${token}`])
+        ? open(batched, [PROTOCOL, token])
         : open(`${batched}&token=${encodeURIComponent(token)}`, []);
     this.socket = socket;
     let opened = false;
