@@ -410,10 +410,10 @@ def test_databases_and_redis_publish_no_ports():
             assert not published_ports(service) & DATA_STORE_PORTS, f"{path.name}: {name}"
 
 
-def test_only_the_gateway_and_the_broker_are_published():
+def test_only_the_gateway_the_dashboard_and_the_broker_are_published():
     services = load_yaml(COMPOSE)["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"gateway", "mosquitto"}
+    assert published == {"gateway", "frontend", "mosquitto"}
 
 
 # --- production override -------------------------------------------------------------------
