@@ -36,8 +36,9 @@ _SECRET_FIELDS = frozenset(
     (*SECRET_PARAMETERS, "authorization", "http_key", "internal_token", "client_secret")
 )
 _SECRET_TEXT = re.compile(
-    # A secret query or form parameter's value (`?token=…`, `&key=…`).
-    r"(?i)(?P<param>[?&;](?:" + "|".join(SECRET_PARAMETERS) + r")=)[^&;\s\"'#]+"
+    # A secret query or form parameter's value (`?token=…`, `&key=…`, `password=…`; not
+    # `monkey=`).
+    r"(?i)(?P<param>(?<![\w-])(?:" + "|".join(SECRET_PARAMETERS) + r")=)[^&;\s\"'#]+"
     # A bearer credential (`Authorization: Bearer …`).
     r"|(?P<scheme>\bbearer )[\w.~+/=-]+"
     # A JWT wherever it appears (three base64url parts, the first a JSON header).
