@@ -175,7 +175,9 @@ export interface paths {
         put?: never;
         /**
          * Logout
-         * @description End the session of `refresh_token`, or every session of the caller without one.
+         * @description End the session of `refresh_token` and the access token of this call, or every
+         *     session and access token of the caller without one. Revoked access tokens are refused
+         *     everywhere within about a second, and their live WebSockets closed.
          */
         post: operations["logout_api_v1_auth_logout_post"];
         delete?: never;
@@ -253,7 +255,7 @@ export interface paths {
         put?: never;
         /**
          * Create Device
-         * @description Register a device and create its MQTT broker client. The response carries the broker credentials once: the password is not stored and cannot be read again (rotate it with `POST /devices/{id}/credentials`). The device may publish only to `fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to `fleet/{uid}/commands`.
+         * @description Register a device and create its MQTT broker client. The response carries the broker credentials and the HTTP key once: neither is stored and neither can be read again (rotate them with `POST /devices/{id}/credentials`). The device may publish only to `fleet/{uid}/#` and `owntracks/{uid}/#` and subscribe only to `fleet/{uid}/commands`; HTTP (OsmAnd) positions must carry `key=<http_key>`. A `teltonika` or `gt06` tracker gets no credentials (`credentials` is null): it connects over TCP to the location service and is known by its IMEI (the uid).
          */
         post: operations["create_device_api_v1_devices_post"];
         delete?: never;
@@ -275,7 +277,7 @@ export interface paths {
         post?: never;
         /**
          * Delete Device
-         * @description Revoke the device at the broker at once (a connected device is disconnected and cannot reconnect) and archive it: it stays readable by id with its history, and its uid may be registered again.
+         * @description Revoke the device at the broker at once (a connected device is disconnected and cannot reconnect) and delete it: 404 from then on and out of the lists; its row and history are kept, archived (`include_archived=true` shows them), and its uid may be registered again.
          */
         delete: operations["delete_device_api_v1_devices__device_id__delete"];
         options?: never;
@@ -304,6 +306,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device_id}/commands": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Commands
+         * @description The device's commands, newest first, with their status and who sent them.
+         */
+        get: operations["list_commands_api_v1_devices__device_id__commands_get"];
+        put?: never;
+        /**
+         * Create Command
+         * @description Send a command to the device: `custom` (`{"payload": ...}`), `set_interval` (`{"interval_s": ...}`), `engine_stop`, `engine_resume`, `reboot`, `request_position`. Answered at once with the command `queued` or `sent`; follow it with `GET /devices/{id}/commands`. An offline device gets it when it comes online, until `expires_in_s`. `engine_stop` is refused (409) unless the vehicle's newest position says it stands still, or `force` is set; engine commands are audited.
+         */
+        post: operations["create_command_api_v1_devices__device_id__commands_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{device_id}/credentials": {
         parameters: {
             query?: never;
@@ -315,7 +341,7 @@ export interface paths {
         put?: never;
         /**
          * Rotate Credentials
-         * @description Rotate the device's broker password: the old one stops working at once and connections made with it are closed. The new password is shown once.
+         * @description Rotate the device's broker password and HTTP key: the old ones stop working at once and connections made with the old password are closed. The new ones are shown once.
          */
         post: operations["rotate_credentials_api_v1_devices__device_id__credentials_post"];
         delete?: never;
@@ -355,7 +381,7 @@ export interface paths {
         post?: never;
         /**
          * Delete Driver
-         * @description Soft delete: the driver is archived (`archived_at` set), taken out of any vehicle, and stays readable by id with the history of what they drove.
+         * @description Delete the driver: 404 from then on and out of the lists, taken out of any vehicle; the row and the history of what they drove are kept, archived (`include_archived=true` shows them).
          */
         delete: operations["delete_driver_api_v1_drivers__driver_id__delete"];
         options?: never;
@@ -526,6 +552,9 @@ export interface paths {
         /**
          * Summary
          * @description Per vehicle: distance, driving time, idle time, max and average speed.
+         *
+         *     From the hourly and daily rollups, raw rows only where the range has no closed, up-to-date
+         *     bucket (its open edges, the current hour, late data not yet rolled up): up to a year.
          */
         get: operations["summary_api_v1_reports_summary_get"];
         put?: never;
@@ -572,7 +601,8 @@ export interface paths {
         /**
          * Update User
          * @description Rename, change role, (de)activate or set a password. Deactivating or changing the
-         *     password ends every session of the user.
+         *     password ends every session of the user; those and a role change also end their access
+         *     tokens at once (refused within about a second everywhere, live WebSockets closed).
          */
         patch: operations["update_user_api_v1_users__user_id__patch"];
         trace?: never;
@@ -604,14 +634,14 @@ export interface paths {
         };
         /**
          * Get Vehicle
-         * @description A vehicle, also once archived (deleted): `archived_at` is then set.
+         * @description A vehicle; a deleted one (`archived_at` set) only with `include_archived=true`.
          */
         get: operations["get_vehicle_api_v1_vehicles__vehicle_id__get"];
         put?: never;
         post?: never;
         /**
          * Delete Vehicle
-         * @description Soft delete: the vehicle is archived (`archived_at` set), leaves the lists (unless `include_archived=true`), its driver and devices are unassigned, and it stays readable by id together with its driver and device history. Its plate becomes free for a new vehicle. Deleting an archived vehicle again does nothing.
+         * @description Delete the vehicle: 404 from then on and out of the lists, its driver and devices unassigned. The row and its driver and device history are kept, archived (`include_archived=true` shows them). Its plate becomes free for a new vehicle.
          */
         delete: operations["delete_vehicle_api_v1_vehicles__vehicle_id__delete"];
         options?: never;
@@ -746,8 +776,11 @@ export interface paths {
          * Ingest Osmand
          * @description OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
          *
-         *     200 once the position is committed; a refused position is dead-lettered and answered
-         *     with a 4xx problem; 503 when it cannot be stored now (the client retries).
+         *     The request carries the device's HTTP key as `key` (query or form) unless the device is
+         *     opted out: 401 without it, 403 with another key. 429 past the per-address or per-device
+         *     rate limit. 200 once the position is committed; a refused position is dead-lettered
+         *     (its key redacted) and answered with a 4xx problem; 503 when it cannot be stored now
+         *     (the client retries).
          */
         get: operations["ingest_osmand_get"];
         put?: never;
@@ -755,8 +788,11 @@ export interface paths {
          * Ingest Osmand
          * @description OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
          *
-         *     200 once the position is committed; a refused position is dead-lettered and answered
-         *     with a 4xx problem; 503 when it cannot be stored now (the client retries).
+         *     The request carries the device's HTTP key as `key` (query or form) unless the device is
+         *     opted out: 401 without it, 403 with another key. 429 past the per-address or per-device
+         *     rate limit. 200 once the position is committed; a refused position is dead-lettered
+         *     (its key redacted) and answered with a 4xx problem; 503 when it cannot be stored now
+         *     (the client retries).
          */
         post: operations["ingest_osmand_post"];
         delete?: never;
@@ -865,7 +901,7 @@ export interface components {
             /** Name */
             name: string;
             /** Event Types */
-            event_types: ("geofence_enter" | "geofence_exit" | "overspeed" | "idle" | "device_online" | "device_offline" | "low_battery")[];
+            event_types: ("geofence_enter" | "geofence_exit" | "overspeed" | "idle" | "device_online" | "device_offline" | "low_battery" | "ignition_on" | "ignition_off" | "trip_start" | "trip_end" | "alarm" | "maintenance_due" | "driver_changed" | "command_result")[];
             /**
              * Vehicle Ids
              * @default []
@@ -965,7 +1001,7 @@ export interface components {
             /** Name */
             name?: string | null;
             /** Event Types */
-            event_types?: ("geofence_enter" | "geofence_exit" | "overspeed" | "idle" | "device_online" | "device_offline" | "low_battery")[] | null;
+            event_types?: ("geofence_enter" | "geofence_exit" | "overspeed" | "idle" | "device_online" | "device_offline" | "low_battery" | "ignition_on" | "ignition_off" | "trip_start" | "trip_end" | "alarm" | "maintenance_due" | "driver_changed" | "command_result")[] | null;
             /** Vehicle Ids */
             vehicle_ids?: string[] | null;
             /** Geofence Ids */
@@ -998,6 +1034,11 @@ export interface components {
             mqtt_host: string;
             /** Mqtt Port */
             mqtt_port: number;
+            /**
+             * Http Key
+             * @description Shown once; only its hash is kept. HTTP (OsmAnd / Traccar Client) positions carry it as the `key` query parameter: `/ingest/osmand?key=…&id=…`
+             */
+            http_key: string;
         };
         /**
          * CircleGeometry
@@ -1014,6 +1055,103 @@ export interface components {
             /** Radius M */
             radius_m: number;
         };
+        /** CommandCreate */
+        CommandCreate: {
+            type: components["schemas"]["CommandType"];
+            /**
+             * Params
+             * @default {}
+             */
+            params: {
+                [key: string]: unknown;
+            };
+            /**
+             * Force
+             * @default false
+             */
+            force: boolean;
+            /**
+             * Expires In S
+             * @description Given up (expired) after this long
+             * @default 3600
+             */
+            expires_in_s: number;
+        };
+        /** CommandOut */
+        CommandOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Device Id
+             * Format: uuid
+             */
+            device_id: string;
+            type: components["schemas"]["CommandType"];
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            status: components["schemas"]["CommandStatus"];
+            /** Message */
+            message: string | null;
+            /** Force */
+            force: boolean;
+            /**
+             * Created By
+             * Format: uuid
+             */
+            created_by: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /** Sent At */
+            sent_at: string | null;
+            /** Send Count */
+            send_count: number;
+            /** Delivered At */
+            delivered_at: string | null;
+            /** Completed At */
+            completed_at: string | null;
+        };
+        /**
+         * CommandResultIn
+         * @description A device's answer, as it publishes it on `fleet/{uid}/commands/result` (or a tracker
+         *     protocol adapter posts it to `/internal/commands/{id}/result`).
+         */
+        CommandResultIn: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "delivered" | "acknowledged" | "failed";
+            /** Message */
+            message?: string | null;
+        };
+        /**
+         * CommandStatus
+         * @enum {string}
+         */
+        CommandStatus: "queued" | "sent" | "delivered" | "acknowledged" | "failed" | "expired";
+        /**
+         * CommandType
+         * @enum {string}
+         */
+        CommandType: "custom" | "set_interval" | "engine_stop" | "engine_resume" | "reboot" | "request_position";
         /** DeadLetterList */
         DeadLetterList: {
             /** Items */
@@ -1143,6 +1281,10 @@ export interface components {
             protocol: components["schemas"]["DeviceProtocol"];
             /** Active */
             active: boolean;
+            /** Http Key Sha256 */
+            http_key_sha256: string | null;
+            /** Http Key Required */
+            http_key_required: boolean;
         };
         /** DeviceLookupPage */
         DeviceLookupPage: {
@@ -1181,6 +1323,21 @@ export interface components {
             credentials_reset_required: boolean;
             /** Credentials Rotated At */
             credentials_rotated_at: string | null;
+            /**
+             * Http Key Required
+             * @description HTTP (OsmAnd) positions must carry the device's key; false: opted out
+             */
+            http_key_required: boolean;
+            /**
+             * Http Key Waived At
+             * @description When the key requirement was waived (set while it is)
+             */
+            http_key_waived_at: string | null;
+            /**
+             * Http Key Waived By
+             * @description The admin who waived it (none: registered before keys existed)
+             */
+            http_key_waived_by: string | null;
             /** Notes */
             notes: string | null;
             /**
@@ -1205,7 +1362,7 @@ export interface components {
          * DeviceProtocol
          * @enum {string}
          */
-        DeviceProtocol: "mqtt" | "owntracks" | "osmand";
+        DeviceProtocol: "mqtt" | "owntracks" | "osmand" | "teltonika" | "gt06";
         /**
          * DeviceUpdate
          * @description Only the fields sent change. The uid cannot change (it is the broker username and the
@@ -1224,6 +1381,11 @@ export interface components {
              * @description false disables the broker client and disconnects the device
              */
             active?: boolean | null;
+            /**
+             * Http Key Required
+             * @description false (admins only) lets the device send HTTP (OsmAnd) positions without its key: for legacy hardware that cannot add `&key=` to its URL. Recorded with who and when (`http_key_waived_by`, `http_key_waived_at`).
+             */
+            http_key_required?: boolean | null;
             /** Notes */
             notes?: string | null;
         };
@@ -1257,6 +1419,21 @@ export interface components {
             credentials_reset_required: boolean;
             /** Credentials Rotated At */
             credentials_rotated_at: string | null;
+            /**
+             * Http Key Required
+             * @description HTTP (OsmAnd) positions must carry the device's key; false: opted out
+             */
+            http_key_required: boolean;
+            /**
+             * Http Key Waived At
+             * @description When the key requirement was waived (set while it is)
+             */
+            http_key_waived_at: string | null;
+            /**
+             * Http Key Waived By
+             * @description The admin who waived it (none: registered before keys existed)
+             */
+            http_key_waived_by: string | null;
             /** Notes */
             notes: string | null;
             /**
@@ -1276,7 +1453,8 @@ export interface components {
             updated_at: string;
             /** Archived At */
             archived_at: string | null;
-            credentials: components["schemas"]["BrokerCredentials"];
+            /** @description null for a TCP tracker (`teltonika`, `gt06`), which has no broker client */
+            credentials: components["schemas"]["BrokerCredentials"] | null;
         };
         /** DriverAssignmentOut */
         DriverAssignmentOut: {
@@ -1611,6 +1789,17 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+        };
+        /** Page[CommandOut] */
+        Page_CommandOut_: {
+            /** Items */
+            items: components["schemas"]["CommandOut"][];
+            /** Total */
+            total: number;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
         };
         /** Page[DeviceAssignmentOut] */
         Page_DeviceAssignmentOut_: {
@@ -2331,7 +2520,7 @@ export interface operations {
         parameters: {
             query?: {
                 status?: ("open" | "acknowledged" | "resolved") | null;
-                type?: ("geofence_enter" | "geofence_exit" | "overspeed" | "idle" | "device_online" | "device_offline" | "low_battery") | null;
+                type?: ("geofence_enter" | "geofence_exit" | "overspeed" | "idle" | "device_online" | "device_offline" | "low_battery" | "ignition_on" | "ignition_off" | "trip_start" | "trip_end" | "alarm" | "maintenance_due" | "driver_changed" | "command_result") | null;
                 vehicle_id?: string | null;
                 vehicle_group?: string | null;
                 from?: string | null;
@@ -2743,7 +2932,10 @@ export interface operations {
     };
     get_device_api_v1_devices__device_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
+            };
             header?: {
                 authorization?: string | null;
             };
@@ -2849,6 +3041,8 @@ export interface operations {
                 limit?: number;
                 /** @description Rows to skip */
                 offset?: number;
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
             };
             header?: {
                 authorization?: string | null;
@@ -2867,6 +3061,82 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Page_DeviceAssignmentOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_commands_api_v1_devices__device_id__commands_get: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["CommandStatus"] | null;
+                /** @description Page size */
+                limit?: number;
+                /** @description Rows to skip */
+                offset?: number;
+            };
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_CommandOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_command_api_v1_devices__device_id__commands_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CommandCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandOut"];
                 };
             };
             /** @description Validation Error */
@@ -2991,7 +3261,10 @@ export interface operations {
     };
     get_driver_api_v1_drivers__driver_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
+            };
             header?: {
                 authorization?: string | null;
             };
@@ -3097,6 +3370,8 @@ export interface operations {
                 limit?: number;
                 /** @description Rows to skip */
                 offset?: number;
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
             };
             header?: {
                 authorization?: string | null;
@@ -3791,7 +4066,10 @@ export interface operations {
     };
     get_vehicle_api_v1_vehicles__vehicle_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
+            };
             header?: {
                 authorization?: string | null;
             };
@@ -3897,6 +4175,8 @@ export interface operations {
                 limit?: number;
                 /** @description Rows to skip */
                 offset?: number;
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
             };
             header?: {
                 authorization?: string | null;
@@ -3972,6 +4252,8 @@ export interface operations {
                 limit?: number;
                 /** @description Rows to skip */
                 offset?: number;
+                /** @description Also a deleted (archived) one, for history */
+                include_archived?: boolean;
             };
             header?: {
                 authorization?: string | null;

@@ -172,6 +172,7 @@ export const en = {
     brokerUsername: "Broker username",
     brokerPassword: "Broker password",
     brokerAddress: "Broker address",
+    httpKey: "HTTP key (OsmAnd / Traccar Client)",
     osmandUrl: "OsmAnd / Traccar Client URL",
     phone: "Phone",
     licence: "Licence number",

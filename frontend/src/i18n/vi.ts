@@ -180,6 +180,7 @@ export const vi: Messages = {
     brokerUsername: "Tên đăng nhập broker",
     brokerPassword: "Mật khẩu broker",
     brokerAddress: "Địa chỉ broker",
+    httpKey: "Khóa HTTP (OsmAnd / Traccar Client)",
     osmandUrl: "URL cho OsmAnd / Traccar Client",
     phone: "Điện thoại",
     licence: "Số giấy phép lái xe",

@@ -281,7 +281,8 @@ function DevicesTab() {
         }),
       ),
     onSuccess: (device) => {
-      setShown({ uid: device.uid, credentials: device.credentials });
+      // A Teltonika or GT06 tracker gets no credentials: it is known by its IMEI.
+      setShown(device.credentials ? { uid: device.uid, credentials: device.credentials } : null);
       setForm({ ...form, uid: "", name: "" });
       refresh();
     },
@@ -338,7 +339,7 @@ function DevicesTab() {
               setForm({ ...form, protocol: e.target.value as Schemas["DeviceProtocol"] })
             }
           >
-            {(["mqtt", "owntracks", "osmand"] as const).map((p) => (
+            {(["mqtt", "owntracks", "osmand", "teltonika", "gt06"] as const).map((p) => (
               <option key={p} value={p}>
                 {p}
               </option>

@@ -27,7 +27,9 @@ export function CredentialsPanel({
   onClose(): void;
 }) {
   const { t } = useTranslation();
-  const osmand = `${apiBase()}/ingest/osmand?id=${encodeURIComponent(uid)}`;
+  const osmand =
+    `${apiBase()}/ingest/osmand?key=${encodeURIComponent(credentials.http_key)}` +
+    `&id=${encodeURIComponent(uid)}`;
   const rows: Array<[string, string, string]> = [
     ["username", t("admin.brokerUsername"), credentials.username],
     ["password", t("admin.brokerPassword"), credentials.password],
@@ -36,6 +38,7 @@ export function CredentialsPanel({
       t("admin.brokerAddress"),
       `mqtt://${credentials.mqtt_host}:${credentials.mqtt_port}`,
     ],
+    ["http-key", t("admin.httpKey"), credentials.http_key],
     ["osmand", t("admin.osmandUrl"), osmand],
   ];
   return (
