@@ -423,7 +423,7 @@ def main() -> None:
     quick = args.quick or os.environ.get("QUICK") == "1"
     args.connections = args.connections or (300 if quick else 2000)
     args.held = args.held or (1000 if quick else 10_000)
-    args.seconds = args.seconds or (8.0 if quick else 20.0)
+    args.seconds = args.seconds or (15.0 if quick else 20.0)
     args.held_seconds = args.held_seconds or (20.0 if quick else 40.0)
     if quick:
         args.mqtt_devices = min(args.mqtt_devices, 50)
