@@ -479,7 +479,8 @@ def start_services(stack: Stack, state: Path) -> tuple[dict, list]:
             stderr=log,
         )
         processes.append(process)
-        wait_until_live(ports[service], process=process)
+        # Generous: on a loaded machine importing a service alone can take a minute.
+        wait_until_live(ports[service], process=process, timeout_s=240)
     return {"urls": urls, "env": env}, processes
 
 

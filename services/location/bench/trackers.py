@@ -25,6 +25,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -116,28 +117,36 @@ def packet(start: datetime, first_second: int, count: int) -> bytes:
 # ------------------------------------------------------------------------- load processes
 
 
-async def _connect(port: int, imei: str, deadline: float):
+# Handshakes in progress per load process: each is a device lookup in the vehicle service
+# (the location cache was warmed before these trackers existed), so they are let in gradually
+# as a fleet reconnecting after a restart would be by its own back-off.
+_HANDSHAKES = 50
+
+
+async def _connect(port: int, imei: str, deadline: float, gate: asyncio.Semaphore):
     while True:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(teltonika.encode_imei(imei))
-            if await reader.readexactly(1) == teltonika.ACCEPT:
-                return reader, writer
-            writer.close()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        async with gate:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(teltonika.encode_imei(imei))
+                if await reader.readexactly(1) == teltonika.ACCEPT:
+                    return reader, writer
+                writer.close()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
         if time.time() > deadline:
             raise RuntimeError(f"{imei} could not connect")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
 
 
 async def _flood(port: int, imeis: list[str], start_at: float, stop_at: float) -> dict:
     """Each connection: a 10-record packet, its acknowledgement, the next packet."""
     base = datetime.now(UTC) - timedelta(days=1)
     acked_at: list[float] = []
+    gate = asyncio.Semaphore(_HANDSHAKES)
 
     async def device(imei: str) -> None:
-        reader, writer = await _connect(port, imei, start_at + 60)
+        reader, writer = await _connect(port, imei, start_at + 300, gate)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         second = 0
         while time.time() < stop_at:
@@ -156,10 +165,11 @@ async def _steady(port: int, imeis: list[str], start_at: float, stop_at: float, 
     base = datetime.now(UTC) - timedelta(hours=1)
     latencies: list[float] = []
     held = 0
+    gate = asyncio.Semaphore(_HANDSHAKES)
 
     async def device(index: int, imei: str) -> None:
         nonlocal held
-        reader, writer = await _connect(port, imei, start_at + 120)
+        reader, writer = await _connect(port, imei, start_at + 300, gate)
         held += 1
         phase = (index * 0.6180339887) % 1.0 * period_s
         await asyncio.sleep(max(0.0, start_at - time.time() + phase))
@@ -235,21 +245,35 @@ async def committed_rate(dsn: str, org_id: str, window_start: float, window_end:
 
 async def mqtt_phase(ctx: dict, seconds: float) -> float:
     started = time.time() + 1.5
-    publisher = threading.Thread(
-        target=run_publishers,
-        args=(ctx["mqtt_port"], ctx["mqtt_devices"], 2, "telemetry", 4000, seconds),
-        kwargs={"per_message": RECORDS_PER_PACKET},
-    )
+    failures: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            run_publishers(
+                ctx["mqtt_port"],
+                ctx["mqtt_devices"],
+                2,
+                "telemetry",
+                4000,
+                seconds,
+                per_message=RECORDS_PER_PACKET,
+            )
+        except BaseException as exc:
+            failures.append(exc)
+
+    publisher = threading.Thread(target=publish)
     publisher.start()
     rate = await committed_rate(
         ctx["dsn"], ctx["mqtt_org"], started + WARMUP_S, started + seconds - 0.5
     )
     await asyncio.to_thread(publisher.join)
+    if failures:
+        raise RuntimeError(f"the MQTT publishers failed: {failures[0]!r}")
     return rate
 
 
 async def flood_phase(ctx: dict, connections: int, seconds: float) -> tuple[float, int]:
-    start_at = time.time() + 5 + connections / 400
+    start_at = time.time() + 5 + connections / 50
     stop_at = start_at + seconds
     load = asyncio.create_task(
         asyncio.to_thread(
@@ -268,7 +292,7 @@ async def flood_phase(ctx: dict, connections: int, seconds: float) -> tuple[floa
 
 
 async def steady_phase(ctx: dict, connections: int, seconds: float, period_s: float) -> dict:
-    start_at = time.time() + 10 + connections / 300
+    start_at = time.time() + 10 + connections / 50
     stop_at = start_at + seconds
     load = asyncio.create_task(
         asyncio.to_thread(
@@ -376,7 +400,10 @@ async def main_async(args) -> None:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(15)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         stack.stop()
         remove_tree(state)
 
@@ -396,7 +423,7 @@ def main() -> None:
     quick = args.quick or os.environ.get("QUICK") == "1"
     args.connections = args.connections or (300 if quick else 2000)
     args.held = args.held or (1000 if quick else 10_000)
-    args.seconds = args.seconds or (8.0 if quick else 20.0)
+    args.seconds = args.seconds or (15.0 if quick else 20.0)
     args.held_seconds = args.held_seconds or (20.0 if quick else 40.0)
     if quick:
         args.mqtt_devices = min(args.mqtt_devices, 50)
