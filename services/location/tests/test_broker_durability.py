@@ -423,13 +423,15 @@ async def test_three_replicas_scale_in_and_out_store_everything_once_and_promptl
     Kubernetes does (each leaves the group: its share goes to the others, it takes in and
     acknowledges what its session holds, then ends its session), the second started again."""
     await harness.start_locations(0, 1, 2)
-    streams = [s.begin() for s in streams_of(harness, devices(4), 700, 50)]
+    streams = [s.begin() for s in streams_of(harness, devices(4), 900, 50)]
     await asyncio.sleep(3.0)
     log_2 = await harness.stop_location(2)
     await asyncio.sleep(2.0)
+    stopped_at = time.monotonic()
     log_1 = await harness.stop_location(1)
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(6.0)
     await harness.start_location(1)
+    away_s = time.monotonic() - stopped_at
     await asyncio.gather(*(asyncio.to_thread(s.finish) for s in streams))
     await harness.wait_stored(streams)
     acked = await harness.assert_exactly_once(streams)
@@ -438,8 +440,10 @@ async def test_three_replicas_scale_in_and_out_store_everything_once_and_promptl
         assert "MQTT left the shared subscription" in log
         assert "MQTT session ended" in log
     assert not await asyncio.to_thread(harness.session_present, 2)
+    # A share stranded in replica 1's session would have waited about `away_s` (over 6 s);
+    # on a machine busy enough to start a process slowly, commits are slower too.
     delays = [d for s in streams for d in await harness.delays(s)]
-    assert max(delays) <= MAX_DELAY_S, f"a position waited {max(delays):.1f}s"
+    assert max(delays) <= max(MAX_DELAY_S, away_s / 2), f"a position waited {max(delays):.1f}s"
     print(f"scale-in/out: {acked} positions, max delay {max(delays):.2f}s")
 
 
