@@ -146,8 +146,7 @@ class Harness:
 
     async def start_location(self, ordinal: int) -> None:
         env = self.env_for(LOCATION_MQTT_CLIENT_ID=self.client_id(ordinal))
-        # Generous: several processes start at once on a machine shared with other tests.
-        running = await asyncio.to_thread(self.run_service, "location", env, None, 180.0)
+        running = await asyncio.to_thread(self.run_service, "location", env)
         self.locations[ordinal] = running
         await wait_until(lambda: _ready(running.url), f"location {ordinal} ready", 120.0)
 
