@@ -67,8 +67,10 @@ class Stream:
     acked_at: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seq_by_mid: dict[int, int] = {}
+        # No lock of ours around paho's calls: paho runs on_publish holding its own lock,
+        # which publish() takes too. Fewer than 65,536 positions: a mid names one position.
+        self._sent: list[tuple[int, mqtt.MQTTMessageInfo]] = []
+        self._acked_mid_at: dict[int, float] = {}
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.device.uid, protocol=mqtt.MQTTv311
         )
@@ -86,10 +88,7 @@ class Stream:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _on_publish(self, _client, _userdata, mid, _reason_code, _properties) -> None:
-        with self._lock:
-            seq = self._seq_by_mid.pop(mid, None)
-            if seq is not None:
-                self.acked_at[seq] = time.time()
+        self._acked_mid_at[mid] = time.time()
 
     def _run(self) -> None:
         interval = 1.0 / self.rate_per_s
@@ -97,10 +96,8 @@ class Stream:
         topic = f"fleet/{self.device.uid}/telemetry"
         for seq in range(self.count):
             payload = json.dumps({"ts": self.ts(seq).isoformat(), "lat": 1.0, "lon": seq * 1e-5})
-            with self._lock:
-                info = self.client.publish(topic, payload, qos=1)
-                self._seq_by_mid[info.mid] = seq
-                self.published_at[seq] = time.time()
+            self.published_at[seq] = time.time()
+            self._sent.append((seq, self.client.publish(topic, payload, qos=1)))
             delay = began + (seq + 1) * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -120,14 +117,23 @@ class Stream:
         what is unacknowledged after a reconnect)."""
         self._thread.join(timeout_s)
         deadline = time.monotonic() + timeout_s
-        while self._seq_by_mid and time.monotonic() < deadline:
+        while not all(info.is_published() for _seq, info in self._sent):
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.1)
         self.client.disconnect()
         self.client.loop_stop()
+        self._collect()
+
+    def _collect(self) -> None:
+        for seq, info in list(self._sent):
+            at = self._acked_mid_at.get(info.mid)
+            if info.is_published() and at is not None:
+                self.acked_at[seq] = at
 
     def acked(self) -> set[int]:
-        with self._lock:
-            return set(self.acked_at)
+        self._collect()
+        return set(self.acked_at)
 
 
 class Harness:
