@@ -136,7 +136,7 @@ def run_service():
     processes: list[subprocess.Popen] = []
 
     def factory(
-        service: str, env: dict[str, str], port: int | None = None, timeout_s: float = 60.0
+        service: str, env: dict[str, str], port: int | None = None, timeout_s: float = 180.0
     ) -> RunningService:
         port = port or free_port()
         log = open(Path(tempfile.gettempdir()) / f"fleet-{service}-{port}.log", "w")  # noqa: SIM115

@@ -578,6 +578,8 @@ class MqttConsumer:
         log.info("MQTT left the shared subscription; taking in what the session holds")
         self._last_message_at = time.monotonic()
         while time.monotonic() < deadline:
+            if self._network.reading_paused:  # what is unread may be in the socket
+                self._last_message_at = time.monotonic()
             quiet = time.monotonic() - self._last_message_at >= quiet_s
             if quiet and not self._unacked and not client.want_write() and self.is_connected():
                 return True
