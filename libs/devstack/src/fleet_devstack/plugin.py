@@ -147,7 +147,9 @@ def run_service():
         )
         processes.append(process)
         try:
-            wait_until_live(port, process=process)
+            # Generous: with the whole suite sharing two cores, a service's imports alone
+            # have taken over a minute.
+            wait_until_live(port, timeout_s=180.0, process=process)
         except Exception:
             process.kill()
             log.close()
