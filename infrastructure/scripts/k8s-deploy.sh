@@ -32,7 +32,7 @@ case "$environment" in
 esac
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || { echo "not an image tag: $tag" >&2; exit 2; }
 timeout_s=${ROLLOUT_TIMEOUT_S:-600}
-apps=(gateway auth vehicle location notification frontend)
+apps=(gateway auth vehicle location notification frontend mosquitto)
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 
 work=$(mktemp -d)

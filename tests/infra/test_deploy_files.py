@@ -1003,7 +1003,7 @@ def test_workflow_builds_every_image_with_buildx_and_pushes_the_three_tags():
     assert set(images["needs"]) == {"test", "docker"}
     assert images["permissions"]["packages"] == "write"
     matrix = {entry["image"]: entry for entry in images["strategy"]["matrix"]["include"]}
-    assert set(matrix) == {*SERVICE_PORTS, "frontend"}
+    assert set(matrix) == {*SERVICE_PORTS, "frontend", "mosquitto"}
     for name in SERVICE_PORTS:
         assert matrix[name]["dockerfile"] == f"services/{name}/Dockerfile"
         assert matrix[name]["context"] == "."

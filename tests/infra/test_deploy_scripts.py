@@ -204,7 +204,15 @@ def test_k8s_deploy_migrates_before_it_rolls_out(fakes):
     edits = [call for call in calls if call[0] == "kustomize" and call[1] == "edit"]
     assert [e[-1] for e in edits] == [
         f"ghcr.io/fleet-tracker/fleet-tracker/{app}=reg.test/ft/{app}:0123abc"
-        for app in ("gateway", "auth", "vehicle", "location", "notification", "frontend")
+        for app in (
+            "gateway",
+            "auth",
+            "vehicle",
+            "location",
+            "notification",
+            "frontend",
+            "mosquitto",
+        )
     ]
     steps = [
         (c[0], c[c.index("--selector") + 1] if "--selector" in c else c[-1])

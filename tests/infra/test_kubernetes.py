@@ -418,7 +418,8 @@ def overlay_tags(target: str) -> dict[str, str]:
 @targets
 def test_images_come_from_kustomize(target):
     tags = overlay_tags(target)
-    assert set(tags) == {f"{IMAGE_REPOSITORY}/{app}" for app in APPS}
+    # The apps, and the broker (eclipse-mosquitto with the restore step: docs/ingest-durability.md).
+    assert set(tags) == {f"{IMAGE_REPOSITORY}/{app}" for app in [*APPS, "mosquitto"]}
     for workload in [*workloads(target), *objects(target, "Job")]:
         for container in containers(workload):
             repository, _, tag = container["image"].rpartition(":")
