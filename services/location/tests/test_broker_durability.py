@@ -342,7 +342,7 @@ async def test_broker_restart_while_no_location_is_connected_loses_nothing(harne
     await asyncio.sleep(1.0)
     await harness.restart_broker()
     await asyncio.gather(*(asyncio.to_thread(s.finish) for s in streams))
-    assert not any(await harness.stored(s) for s in streams)  # nobody was there to store
+    assert not any([await harness.stored(s) for s in streams])  # nobody was there to store
     await harness.start_locations(0, 1)
     await harness.wait_stored(streams)
     acked = await harness.assert_exactly_once(streams)
