@@ -163,7 +163,8 @@ def test_newcomer_runs_the_stack_from_a_private_folder(who):
     )
     output = Output(process)
     try:
-        output.wait_for(_ready, process, timeout_s=600 if user else 240)
+        # A fresh clone installs and builds the dashboard first (npm ci, vite build).
+        output.wait_for(_ready, process, timeout_s=900 if user else 480)
         banner = _banner(output.lines)
         urls = [u for line in banner for u in re.findall(r"http://\S+", line) if "..." not in u]
         assert urls, f"the banner lists no URL:\n{banner}"
