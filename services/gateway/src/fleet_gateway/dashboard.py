@@ -22,8 +22,8 @@ from starlette.types import Receive, Scope, Send
 from fleet_common.errors import NotFoundError, ProblemError
 
 # Paths that belong to the gateway and its upstreams: `/api/v1/…`, OsmAnd ingest, health,
-# metrics and the JWKS.
-RESERVED_PREFIXES = ("/api", "/ingest", "/health", "/metrics", "/.well-known")
+# metrics, the JWKS, and the services' internal API (never public: a 404, not the app).
+RESERVED_PREFIXES = ("/api", "/ingest", "/health", "/metrics", "/.well-known", "/internal")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
