@@ -441,6 +441,7 @@ class Mosquitto:
         wait_for_port(self.port)
         if first_start:
             self._create_ingest_client()
+            self._give_admin_the_commands_role()
         # Also on a state folder made before the ingest role could publish its manifests.
         self.ctrl("addRoleACL", "fleet-ingest", "publishClientSend", MANIFEST_TOPICS, "allow")
 
@@ -460,6 +461,19 @@ class Mosquitto:
                 *args,
             ]
         ).stdout
+
+    def _give_admin_the_commands_role(self) -> None:
+        """The vehicle service's commands role, as fleet_vehicle.commands.transport defines it.
+
+        Given at provisioning: added later, at run time, Mosquitto would disconnect the admin
+        client it is added to (the vehicle service then reconnects, but a request in between
+        finds no broker).
+        """
+        self.ctrl("createRole", "fleet-commands")
+        self.ctrl("addRoleACL", "fleet-commands", "publishClientSend", "fleet/+/commands", "allow")
+        for topic in ("fleet/+/commands/result", "fleet/+/status"):
+            self.ctrl("addRoleACL", "fleet-commands", "subscribePattern", topic, "allow")
+        self.ctrl("addClientRole", self.admin_username, "fleet-commands")
 
     def _create_ingest_client(self) -> None:
         self.ctrl("createRole", "fleet-ingest")

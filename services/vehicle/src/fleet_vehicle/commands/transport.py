@@ -40,20 +40,34 @@ class CommandsUnavailableError(RuntimeError):
     """Not connected to the broker, or the broker did not take the command in time."""
 
 
+COMMANDS_ACLS = [
+    {"acltype": "publishClientSend", "topic": "fleet/+/commands", "allow": True},
+    {"acltype": "subscribePattern", "topic": RESULT_FILTER, "allow": True},
+    {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True},
+]
+
+
+def _acl_set(acls: list[dict]) -> set[tuple]:
+    return {(acl["acltype"], acl["topic"], bool(acl["allow"])) for acl in acls}
+
+
 async def ensure_commands_role(dynsec: DynsecClient, username: str) -> None:
-    """Let the service's client publish commands (idempotent; run on every connection)."""
-    acls = [
-        {"acltype": "publishClientSend", "topic": "fleet/+/commands", "allow": True},
-        {"acltype": "subscribePattern", "topic": RESULT_FILTER, "allow": True},
-        {"acltype": "subscribePattern", "topic": STATUS_FILTER, "allow": True},
-    ]
+    """Let the service's client publish commands (idempotent; run on every connection).
+
+    Changes only what is missing: Mosquitto disconnects every client of a role or client that
+    is modified, this service's own connections included, so an unconditional update on each
+    connection would cut the connection it was made on.
+    """
     try:
-        await dynsec.command("createRole", rolename=COMMANDS_ROLE, acls=acls)
-    except DynsecCommandError as exc:
-        if not exc.already_exists:
-            raise
-        await dynsec.command("modifyRole", rolename=COMMANDS_ROLE, acls=acls)
-    await dynsec.command("addClientRole", username=username, rolename=COMMANDS_ROLE)
+        role = (await dynsec.command("getRole", rolename=COMMANDS_ROLE))["role"]
+    except DynsecCommandError:
+        await dynsec.command("createRole", rolename=COMMANDS_ROLE, acls=COMMANDS_ACLS)
+    else:
+        if _acl_set(role.get("acls", [])) != _acl_set(COMMANDS_ACLS):
+            await dynsec.command("modifyRole", rolename=COMMANDS_ROLE, acls=COMMANDS_ACLS)
+    client = (await dynsec.command("getClient", username=username))["client"]
+    if COMMANDS_ROLE not in {r["rolename"] for r in client.get("roles", [])}:
+        await dynsec.command("addClientRole", username=username, rolename=COMMANDS_ROLE)
 
 
 class CommandTransport:
