@@ -484,6 +484,16 @@ def start_services(stack: Stack, state: Path) -> tuple[dict, list]:
     return {"urls": urls, "env": env}, processes
 
 
+def stop_services(processes: list, stack: Stack, state: Path) -> None:
+    """The services, the servers and their folder: what start_services and Stack made."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(15)
+    stack.stop()
+    remove_tree(state)
+
+
 def create_devices(api: str, count: int) -> tuple[str, str, list[tuple[str, str]]]:
     with httpx.Client(base_url=api, timeout=60) as http:
         registered = (
@@ -811,12 +821,7 @@ async def main_async(args) -> None:
                 f"goal < 200 ms: {goal(history['median_ms'] < 200)}"
             )
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(15)
-        stack.stop()
-        remove_tree(state)
+        stop_services(processes, stack, state)
 
 
 def main() -> None:

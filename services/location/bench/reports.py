@@ -33,9 +33,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import PASSWORD, goal, start_services
+from ingest import PASSWORD, goal, start_services, stop_services
 
-from fleet_devstack.servers import free_port, remove_tree
+from fleet_devstack.servers import free_port
 from fleet_devstack.stack import Stack
 from fleet_location.ingest.writer import TelemetryWriter, init_connection
 from fleet_location.positions.model import Position
@@ -232,12 +232,7 @@ async def main_async(args) -> None:
             f"{ingest['without']:,.0f}: ratio {ratio:.2f}   goal >= 0.9: {goal(ratio >= 0.9)}"
         )
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(15)
-        stack.stop()
-        remove_tree(state)
+        stop_services(processes, stack, state)
 
 
 def main() -> None:
