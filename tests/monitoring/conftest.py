@@ -122,6 +122,14 @@ def drive_traffic(monitored: Monitored, mqtt_port: int) -> None:
                 if i == 0:
                     client.publish(topic, b"{not json", qos=1).wait_for_publish(30)
                 time.sleep(0.3)
+            # Parked but reporting, until the offline sweep has counted it as seen and
+            # Prometheus has scraped that (on a loaded machine the drive alone can be too short).
+            deadline = time.monotonic() + 60
+            while not monitored.query("max_over_time(telemetry_devices_seen[10m]) >= 1"):
+                assert time.monotonic() < deadline, "the reporting device was never counted seen"
+                payload = {"ts": datetime.now(UTC).isoformat(), "lat": 10.775, "lon": 106.707}
+                client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(30)
+                time.sleep(0.5)
         finally:
             client.loop_stop()
             client.disconnect()

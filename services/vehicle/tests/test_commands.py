@@ -52,13 +52,20 @@ async def online_device(stack, mqtt_connect, device):
     return probe
 
 
-async def command_results(redis, command_id: str) -> list[dict]:
-    found = []
-    for _id, fields in await redis.xrange(EVENTS_STREAM):
-        event = json.loads(fields[b"event"])
-        if event["type"] == "command_result" and event["details"]["command_id"] == command_id:
-            found.append(event)
-    return found
+async def command_results(redis, command_id: str, count: int, timeout_s=15.0) -> list[dict]:
+    """The command's `command_result` events, once there are `count` of them: the service
+    raises an event just after it commits the status the API already shows."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            found = []
+            for _id, fields in await redis.xrange(EVENTS_STREAM):
+                event = json.loads(fields[b"event"])
+                details = event["details"]
+                if event["type"] == "command_result" and details["command_id"] == command_id:
+                    found.append(event)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.1)
 
 
 async def test_life_cycle_over_mqtt(client, org_a, stack, mqtt_connect, redis):
@@ -97,7 +104,7 @@ async def test_life_cycle_over_mqtt(client, org_a, stack, mqtt_connect, redis):
     await probe.publish(result_topic, json.dumps({"id": command["id"], "status": "failed"}))
     await probe.publish(result_topic, b"not json")
 
-    events = await command_results(redis, command["id"])
+    events = await command_results(redis, command["id"], 2)
     assert [e["details"]["status"] for e in events] == ["delivered", "acknowledged"]
     assert events[-1]["vehicle_id"] == vehicle["id"]
     assert events[-1]["device_id"] == device["id"]
@@ -139,7 +146,7 @@ async def test_a_command_expires_unanswered(client, org_a, stack, mqtt_connect, 
     command = (await send(client, org_a, device, body)).json()
     expired = await until_status(client, org_a, device, command["id"], "expired")
     assert expired["completed_at"] is not None
-    [event] = await command_results(redis, command["id"])
+    [event] = await command_results(redis, command["id"], 1)
     assert event["details"]["status"] == "expired"
     # Coming online later, the device is not sent it, and its answer is too late.
     probe = await online_device(stack, mqtt_connect, device)
