@@ -126,10 +126,12 @@ class DeviceBroker:
         if enabled:
             await self.dynsec.command("enableClient", username=uid)
 
-    async def repair_role(self, uid: str) -> None:
-        """Re-create the device's role and give it back to the client."""
+    async def repair_role(self, uid: str, *, assigned: bool = False) -> None:
+        """Re-create the device's role (or reset its ACLs) and give it back to the client
+        unless it is still `assigned`."""
         await self._ensure_role(uid)
-        await self.dynsec.command("addClientRole", username=uid, rolename=device_role(uid))
+        if not assigned:
+            await self.dynsec.command("addClientRole", username=uid, rolename=device_role(uid))
 
     async def set_enabled(self, uid: str, enabled: bool) -> None:
         """Disabling also disconnects the device if it is connected."""

@@ -60,6 +60,11 @@ class BrokerClientInfo:
     roles: frozenset[str]
 
 
+def acl_set(acls: list[dict]) -> frozenset[tuple[str, str, bool]]:
+    """ACL entries compared as the broker keeps them (it adds a priority, ignored here)."""
+    return frozenset((acl["acltype"], acl["topic"], bool(acl["allow"])) for acl in acls)
+
+
 class DynsecClient:
     """One admin connection to the broker, shared by the whole process."""
 
@@ -210,6 +215,11 @@ class DynsecClient:
     async def ping(self) -> None:
         """A round trip through the plugin: the readiness check of the broker."""
         await self.command("getDefaultACLAccess")
+
+    async def list_role_acls(self) -> dict[str, frozenset[tuple[str, str, bool]]]:
+        """Every role's ACL entries, by role name."""
+        data = await self.command("listRoles", verbose=True, count=-1, offset=0)
+        return {item["rolename"]: acl_set(item.get("acls", [])) for item in data.get("roles", [])}
 
     async def list_clients(self) -> list[BrokerClientInfo]:
         data = await self.command("listClients", verbose=True, count=-1, offset=0)

@@ -3,7 +3,9 @@
 - A registered device without a broker client (a wiped or restored broker) gets one again,
   with a new password nobody knows: the device is flagged `credentials_reset_required` so
   that the admin rotates its credentials and re-provisions it.
-- A device client whose enabled state or role differs from the database is corrected.
+- A device client whose enabled state or role differs from the database is corrected, and
+  so is a device role whose ACLs are not exactly the device's own topics (devices created
+  before the ACLs were narrowed had all of `fleet/{uid}/#`).
 - A device client (member of the device group) the database does not know, or knows
   as archived, is disabled.
 - TCP trackers (Teltonika, GT06) have no broker client: a device client under one's uid is
@@ -29,10 +31,11 @@ from fleet_common.logging import configure_logging, get_logger
 from fleet_common.redis import create_redis
 from fleet_vehicle.broker.credentials import (
     DeviceBroker,
+    device_acls,
     device_role,
     new_password,
 )
-from fleet_vehicle.broker.dynsec import DynsecClient, DynsecCommandError
+from fleet_vehicle.broker.dynsec import DynsecClient, DynsecCommandError, acl_set
 from fleet_vehicle.config import Settings
 from fleet_vehicle.events import publish_device_change
 from fleet_vehicle.models import TCP_PROTOCOLS, Device
@@ -62,6 +65,7 @@ async def reconcile(
     report = ReconcileReport()
     await broker.ensure_device_group()
     clients = {c.username: c for c in await broker.dynsec.list_clients()}
+    role_acls = await broker.dynsec.list_role_acls()
     async with sessionmaker() as session:
         devices = (
             await session.scalars(
@@ -94,8 +98,11 @@ async def reconcile(
                 # Not a device client: never take over a service's or an operator's client.
                 report.conflicts.append(device.uid)
                 continue
-            if device_role(device.uid) not in client.roles:
-                await broker.repair_role(device.uid)
+            role = device_role(device.uid)
+            assigned = role in client.roles
+            # Modify only what differs: the broker disconnects a role's clients when it changes.
+            if not assigned or role_acls.get(role) != acl_set(device_acls(device.uid)):
+                await broker.repair_role(device.uid, assigned=assigned)
                 report.roles_repaired.append(device.uid)
             if client.disabled == device.active:
                 await broker.set_enabled(device.uid, device.active)
