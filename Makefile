@@ -24,8 +24,11 @@ run: sync
 stop:
 	@$(UV) run --no-sync fleet-dev stop
 
+# Two workers: most of the suite waits on servers starting, stopping and answering, so two
+# files at a time take about half the time on two cores (TEST_WORKERS=0 runs in one process).
+TEST_WORKERS ?= 2
 test: sync
-	@$(UV) run --no-sync pytest
+	@$(UV) run --no-sync pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 lint: sync
 	@$(UV) run --no-sync ruff check .

@@ -49,6 +49,22 @@ def pytest_configure(config) -> None:
     signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
+# Folders whose files share one expensive session fixture (the monitored stack: Prometheus,
+# the exporters and all five services), so under `pytest -n N --dist loadgroup` they run in
+# one worker instead of each worker starting its own.
+_SHARED_FIXTURE_FOLDERS = (Path("tests") / "monitoring",)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """`make test` runs the suite in parallel workers (pytest-xdist, `--dist loadgroup`): a
+    file's tests stay together in one worker, where its session and module fixtures are."""
+    root = Path(config.rootpath)
+    for item in items:
+        path = Path(item.path).relative_to(root)
+        group = next((f for f in _SHARED_FIXTURE_FOLDERS if path.is_relative_to(f)), path)
+        item.add_marker(pytest.mark.xdist_group(str(group)))
+
+
 def _new_stack(base: Path) -> Stack:
     stack = Stack.create(
         base, pg_port=free_port(), redis_port=free_port(), mqtt_port=free_port(), durable=False
