@@ -11,6 +11,7 @@ reference, images only from kustomize, and who may reach whom under the NetworkP
 import copy
 import importlib
 import ipaddress
+import json
 import re
 import runpy
 import shutil
@@ -497,6 +498,142 @@ def test_broker_setup_scripts_are_the_repositorys():
 
     repository = options((REPO / "infrastructure" / "mosquitto" / "mosquitto.conf").read_text())
     assert repository <= options(data["mosquitto.conf"]), "the cluster's broker config drifted"
+
+
+# --- monitoring --------------------------------------------------------------------------------
+
+PROMETHEUS_KUBERNETES = REPO / "infrastructure" / "monitoring" / "prometheus-kubernetes.yml"
+PROMETHEUS_COMPOSE = REPO / "infrastructure" / "monitoring" / "prometheus.yml"
+
+
+def meta_name(name: str) -> str:
+    """A label or annotation name as Kubernetes discovery spells it in a meta label."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def a_pod_name(workload: dict) -> str:
+    """The name a pod of the workload gets: ordinal for a StatefulSet, hashes for a Deployment."""
+    suffix = "0" if workload["kind"] == "StatefulSet" else "5d9f7c6b8-x2kqz"
+    return f"{name_of(workload)}-{suffix}"
+
+
+def discovered(pod_name: str, namespace: str, pod_ip: str, workload: dict, phase: str) -> list:
+    """What Prometheus's pod discovery (role: pod) finds for a pod of this template: a target
+    per declared container port, one without a port for a container that declares none, each
+    with the pod's meta labels. As file-discovery groups, so that Prometheus relabels them."""
+    template = workload["spec"]["template"]
+    pod = {
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_pod_name": pod_name,
+        "__meta_kubernetes_pod_ip": pod_ip,
+        "__meta_kubernetes_pod_phase": phase,
+        "__meta_kubernetes_pod_ready": str(phase == "Running").lower(),
+        "__meta_kubernetes_pod_controller_kind": workload["kind"],
+        "__meta_kubernetes_pod_controller_name": name_of(workload),
+    }
+    for kind in ("label", "annotation"):
+        for key, value in template["metadata"].get(f"{kind}s", {}).items():
+            pod[f"__meta_kubernetes_pod_{kind}_{meta_name(key)}"] = value
+            pod[f"__meta_kubernetes_pod_{kind}present_{meta_name(key)}"] = "true"
+    groups = []
+    for container in template["spec"]["containers"]:
+        labels = pod | {
+            "__meta_kubernetes_pod_container_name": container["name"],
+            "__meta_kubernetes_pod_container_image": container["image"],
+            "__meta_kubernetes_pod_container_init": "false",
+        }
+        if not container.get("ports"):
+            groups.append({"targets": [pod_ip], "labels": labels})
+        for port in container.get("ports", []):
+            groups.append(
+                {
+                    "targets": [f"{pod_ip}:{port['containerPort']}"],
+                    "labels": labels
+                    | {
+                        "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                        "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+                        "__meta_kubernetes_pod_container_port_protocol": port.get(
+                            "protocol", "TCP"
+                        ),
+                    },
+                }
+            )
+    return groups
+
+
+def scraped_targets(groups: list, tmp_path: Path) -> dict[str, set[frozenset]]:
+    """Prometheus's own relabelling of the groups with the shipped kubernetes-pods job: promtool
+    check service-discovery runs it, with pod discovery swapped for file discovery (Debian's
+    build has no Kubernetes discovery, and there is no cluster here). Distinct targets by pod,
+    as the scrape pool keeps them (identical targets are one)."""
+    config = yaml.safe_load(PROMETHEUS_KUBERNETES.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "kubernetes-pods"]
+    assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
+    (tmp_path / "pods.json").write_text(json.dumps(groups))
+    job["file_sd_configs"] = [{"files": [str(tmp_path / "pods.json")]}]
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump({"global": config["global"], "scrape_configs": [job]})
+    )
+    result = run(
+        tool("promtool"),
+        "check",
+        "service-discovery",
+        "--timeout=1s",
+        str(tmp_path / "prometheus.yml"),
+        "kubernetes-pods",
+    )
+    assert result.returncode == 0, result.stderr
+    by_pod: dict[str, set[frozenset]] = {}
+    for found in json.loads(result.stdout):
+        if found["labels"]:
+            assert not found.get("error"), found
+            by_pod.setdefault(found["labels"]["pod"], set()).add(frozenset(found["labels"].items()))
+    return by_pod
+
+
+@targets
+def test_prometheus_pod_discovery_scrapes_every_service_and_nothing_else(target, tmp_path):
+    namespace = OVERLAYS[target]
+    groups, pod_ips = [], {}
+    for number, workload in enumerate(workloads(target), start=2):
+        pod_name = a_pod_name(workload)
+        pod_ips[pod_name] = f"192.0.2.{number}"
+        groups += discovered(pod_name, namespace, pod_ips[pod_name], workload, "Running")
+        # A pod not yet running (or a finished one) is no target that is down.
+        groups += discovered(f"{pod_name}-pending", namespace, "", workload, "Pending")
+    scraped = scraped_targets(groups, tmp_path)
+
+    compose_jobs = {
+        j["job_name"] for j in yaml.safe_load(PROMETHEUS_COMPOSE.read_text())["scrape_configs"]
+    }
+    scrape = yaml.safe_load(PROMETHEUS_KUBERNETES.read_text())["global"]
+    expected = {}
+    for service, port in BACKENDS.items():
+        workload = next(w for w in workloads(target) if name_of(w) == service)
+        pod_name = a_pod_name(workload)
+        expected[pod_name] = {
+            frozenset(
+                {
+                    "__address__": f"{pod_ips[pod_name]}:{port}",
+                    "__metrics_path__": "/metrics",
+                    "__scheme__": "http",
+                    "__scrape_interval__": scrape["scrape_interval"],
+                    "__scrape_timeout__": scrape["scrape_timeout"],
+                    "instance": f"{pod_name}:{port}",
+                    # The job the rules match on, as in the compose configuration.
+                    "job": service,
+                    "namespace": namespace,
+                    "pod": pod_name,
+                }.items()
+            )
+        }
+        assert service in compose_jobs
+        # The port is the one serving the service (its /metrics), and the policies let the
+        # monitoring namespace reach it.
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["http"] == port
+        assert admitted(target, {"namespace": "monitoring"}, service, port), service
+    assert scraped == expected
 
 
 # --- ingress and network policies --------------------------------------------------------------

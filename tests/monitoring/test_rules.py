@@ -77,8 +77,8 @@ def test_every_alert_has_severity_for_summary_and_description(name):
 
 def test_the_kubernetes_configuration_uses_the_same_rules_and_keeps_the_job_names():
     """Debian's promtool is built without Kubernetes discovery, so the pod-discovery block is
-    checked by swapping it for a file discovery of the same shape (relabelling is what can go
-    wrong), and test_live.py runs the relabelling against real targets."""
+    checked by swapping it for a file discovery of the same shape; tests/infra/test_kubernetes.py
+    runs its relabelling over the rendered pod templates."""
     config = yaml.safe_load((MONITORING / "prometheus-kubernetes.yml").read_text())
     assert config["rule_files"] == ["rules/*.yml"]
     pods = next(job for job in config["scrape_configs"] if job["job_name"] == "kubernetes-pods")
