@@ -561,16 +561,15 @@ def discovered(pod_name: str, namespace: str, pod_ip: str, workload: dict, phase
     return groups
 
 
-def scraped_targets(groups: list, tmp_path: Path) -> dict[str, set[frozenset]]:
-    """Prometheus's own relabelling of the groups with the shipped kubernetes-pods job: promtool
-    check service-discovery runs it, with pod discovery swapped for file discovery (Debian's
-    build has no Kubernetes discovery, and there is no cluster here). Distinct targets by pod,
-    as the scrape pool keeps them (identical targets are one)."""
+def relabelled(job_name: str, role: str, groups: list, tmp_path: Path) -> list[dict]:
+    """Prometheus's own relabelling of the groups with a shipped Kubernetes job: promtool check
+    service-discovery runs it, with Kubernetes discovery swapped for file discovery (Debian's
+    build has none, and there is no cluster here). The targets kept, with their labels."""
     config = yaml.safe_load(PROMETHEUS_KUBERNETES.read_text())
-    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "kubernetes-pods"]
-    assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
-    (tmp_path / "pods.json").write_text(json.dumps(groups))
-    job["file_sd_configs"] = [{"files": [str(tmp_path / "pods.json")]}]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == job_name]
+    assert job.pop("kubernetes_sd_configs") == [{"role": role}]
+    (tmp_path / f"{job_name}.json").write_text(json.dumps(groups))
+    job["file_sd_configs"] = [{"files": [str(tmp_path / f"{job_name}.json")]}]
     (tmp_path / "prometheus.yml").write_text(
         yaml.safe_dump({"global": config["global"], "scrape_configs": [job]})
     )
@@ -580,14 +579,20 @@ def scraped_targets(groups: list, tmp_path: Path) -> dict[str, set[frozenset]]:
         "service-discovery",
         "--timeout=1s",
         str(tmp_path / "prometheus.yml"),
-        "kubernetes-pods",
+        job_name,
     )
     assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert all(not target.get("error") for target in found), found
+    return [target["labels"] for target in found if target["labels"]]
+
+
+def scraped_targets(groups: list, tmp_path: Path) -> dict[str, set[frozenset]]:
+    """The kubernetes-pods job's distinct targets by pod, as the scrape pool keeps them
+    (identical targets are one)."""
     by_pod: dict[str, set[frozenset]] = {}
-    for found in json.loads(result.stdout):
-        if found["labels"]:
-            assert not found.get("error"), found
-            by_pod.setdefault(found["labels"]["pod"], set()).add(frozenset(found["labels"].items()))
+    for labels in relabelled("kubernetes-pods", "pod", groups, tmp_path):
+        by_pod.setdefault(labels["pod"], set()).add(frozenset(labels.items()))
     return by_pod
 
 
@@ -634,6 +639,68 @@ def test_prometheus_pod_discovery_scrapes_every_service_and_nothing_else(target,
         assert {p["name"]: p["containerPort"] for p in container["ports"]}["http"] == port
         assert admitted(target, {"namespace": "monitoring"}, service, port), service
     assert scraped == expected
+
+
+def meta_labels(role: str, metadata: dict) -> dict[str, str]:
+    """The name, namespace, labels and annotations of an object, as discovery gives them."""
+    found = {
+        "__meta_kubernetes_namespace": metadata["namespace"],
+        f"__meta_kubernetes_{role}_name": metadata["name"],
+    }
+    for kind in ("label", "annotation"):
+        for key, value in metadata.get(f"{kind}s", {}).items():
+            found[f"__meta_kubernetes_{role}_{kind}_{meta_name(key)}"] = value
+            found[f"__meta_kubernetes_{role}_{kind}present_{meta_name(key)}"] = "true"
+    return found
+
+
+@targets
+def test_prometheus_probes_the_certificate_of_every_tls_host(target, tmp_path):
+    """Job tls: each Ingress host with TLS on 443 (ingress discovery: a target per rule path)
+    and the broker's public MQTT host on 8883 (service discovery: a target per port)."""
+    ingress_groups = []
+    tls_hosts = set()
+    for ingress in objects(target, "Ingress"):
+        hosts = {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+        tls_hosts |= hosts
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                labels = meta_labels("ingress", ingress["metadata"]) | {
+                    "__meta_kubernetes_ingress_class_name": ingress["spec"]["ingressClassName"],
+                    "__meta_kubernetes_ingress_scheme": (
+                        "https" if rule["host"] in hosts else "http"
+                    ),
+                    "__meta_kubernetes_ingress_path": path["path"],
+                }
+                ingress_groups.append({"targets": [rule["host"]], "labels": labels})
+    service_groups = []
+    for service in objects(target, "Service"):
+        for port in service["spec"].get("ports", []):
+            metadata = service["metadata"]
+            labels = meta_labels("service", metadata) | {
+                "__meta_kubernetes_service_type": service["spec"].get("type", "ClusterIP"),
+                "__meta_kubernetes_service_port_name": port.get("name", ""),
+                "__meta_kubernetes_service_port_number": str(port["port"]),
+                "__meta_kubernetes_service_port_protocol": port.get("protocol", "TCP"),
+            }
+            address = f"{metadata['name']}.{metadata['namespace']}.svc:{port['port']}"
+            service_groups.append({"targets": [address], "labels": labels})
+    probed = {
+        (labels["job"], labels["instance"], labels["__param_target"], labels["__address__"])
+        for job, role, groups in (
+            ("tls", "ingress", ingress_groups),
+            ("tls-services", "service", service_groups),
+        )
+        for labels in relabelled(job, role, groups, tmp_path)
+    }
+    settings = one(target, "ConfigMap", "vehicle")["data"]
+    broker = f"{settings['VEHICLE_MQTT_PUBLIC_HOST']}:{settings['VEHICLE_MQTT_PUBLIC_PORT']}"
+    blackbox = "blackbox-exporter:9115"
+    assert len(tls_hosts) == 2
+    assert probed == {
+        *(("tls", f"{host}:443", f"{host}:443", blackbox) for host in tls_hosts),
+        ("tls", broker, broker, blackbox),
+    }
 
 
 # --- ingress and network policies --------------------------------------------------------------
