@@ -11,6 +11,7 @@ help:
 	@echo "make test    run every test against real PostgreSQL, Redis and Mosquitto"
 	@echo "make lint    ruff check and format check"
 	@echo "make bench-gateway / bench-ingest / bench-detection / bench-reports   benchmarks (see README)"
+	@echo "make drill    recovery drills: restore time (RTO), a crash's data loss (RPO); not in make test"
 
 bootstrap:
 	@infrastructure/local/bootstrap.sh
