@@ -511,6 +511,19 @@ def meta_name(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
+def meta_labels(role: str, metadata: dict) -> dict[str, str]:
+    """The name, namespace, labels and annotations of an object, as discovery gives them."""
+    found = {
+        "__meta_kubernetes_namespace": metadata["namespace"],
+        f"__meta_kubernetes_{role}_name": metadata["name"],
+    }
+    for kind in ("label", "annotation"):
+        for key, value in metadata.get(f"{kind}s", {}).items():
+            found[f"__meta_kubernetes_{role}_{kind}_{meta_name(key)}"] = value
+            found[f"__meta_kubernetes_{role}_{kind}present_{meta_name(key)}"] = "true"
+    return found
+
+
 def a_pod_name(workload: dict) -> str:
     """The name a pod of the workload gets: ordinal for a StatefulSet, hashes for a Deployment."""
     suffix = "0" if workload["kind"] == "StatefulSet" else "5d9f7c6b8-x2kqz"
@@ -522,19 +535,14 @@ def discovered(pod_name: str, namespace: str, pod_ip: str, workload: dict, phase
     per declared container port, one without a port for a container that declares none, each
     with the pod's meta labels. As file-discovery groups, so that Prometheus relabels them."""
     template = workload["spec"]["template"]
-    pod = {
-        "__meta_kubernetes_namespace": namespace,
-        "__meta_kubernetes_pod_name": pod_name,
+    metadata = {**template["metadata"], "name": pod_name, "namespace": namespace}
+    pod = meta_labels("pod", metadata) | {
         "__meta_kubernetes_pod_ip": pod_ip,
         "__meta_kubernetes_pod_phase": phase,
         "__meta_kubernetes_pod_ready": str(phase == "Running").lower(),
         "__meta_kubernetes_pod_controller_kind": workload["kind"],
         "__meta_kubernetes_pod_controller_name": name_of(workload),
     }
-    for kind in ("label", "annotation"):
-        for key, value in template["metadata"].get(f"{kind}s", {}).items():
-            pod[f"__meta_kubernetes_pod_{kind}_{meta_name(key)}"] = value
-            pod[f"__meta_kubernetes_pod_{kind}present_{meta_name(key)}"] = "true"
     groups = []
     for container in template["spec"]["containers"]:
         labels = pod | {
@@ -639,19 +647,6 @@ def test_prometheus_pod_discovery_scrapes_every_service_and_nothing_else(target,
         assert {p["name"]: p["containerPort"] for p in container["ports"]}["http"] == port
         assert admitted(target, {"namespace": "monitoring"}, service, port), service
     assert scraped == expected
-
-
-def meta_labels(role: str, metadata: dict) -> dict[str, str]:
-    """The name, namespace, labels and annotations of an object, as discovery gives them."""
-    found = {
-        "__meta_kubernetes_namespace": metadata["namespace"],
-        f"__meta_kubernetes_{role}_name": metadata["name"],
-    }
-    for kind in ("label", "annotation"):
-        for key, value in metadata.get(f"{kind}s", {}).items():
-            found[f"__meta_kubernetes_{role}_{kind}_{meta_name(key)}"] = value
-            found[f"__meta_kubernetes_{role}_{kind}present_{meta_name(key)}"] = "true"
-    return found
 
 
 @targets
