@@ -26,6 +26,7 @@ have promtool || missing+=(prometheus)
 have prometheus-node-exporter || missing+=(prometheus-node-exporter)
 have prometheus-postgres-exporter || missing+=(prometheus-postgres-exporter)
 have prometheus-redis-exporter || missing+=(prometheus-redis-exporter)
+have prometheus-blackbox-exporter || missing+=(prometheus-blackbox-exporter)
 have pgbackrest || missing+=(pgbackrest)
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   missing+=(postgis)

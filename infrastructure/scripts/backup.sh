@@ -3,8 +3,9 @@
 # dynamic-security state (every device's credentials: without it no device can connect) and,
 # when given, the auth signing keys; SHA-256 checksums; retention; an optional upload.
 #
-# Point-in-time recovery is pgBackRest's job (infrastructure/scripts/pitr.sh); these dumps
-# are the portable copy: they restore into any PostgreSQL 15+ with PostGIS (restore.sh).
+# Point-in-time recovery is pgBackRest's job (infrastructure/pgbackrest/, docs/operations.md);
+# these dumps are the portable copy: they restore into any PostgreSQL 15+ with PostGIS
+# (restore.sh).
 #
 # Where the data is comes from the same variables the services read, so one .env serves both:
 #   AUTH_DATABASE_URL VEHICLE_DATABASE_URL LOCATION_DATABASE_URL NOTIFICATION_DATABASE_URL

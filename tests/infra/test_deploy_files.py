@@ -494,6 +494,70 @@ def test_production_signing_key_is_a_docker_secret():
         assert service["environment"]["AUTH_SIGNING_KEY_FILE"] == "/run/secrets/auth_signing_key"
 
 
+PGBACKREST = REPO / "infrastructure" / "pgbackrest"
+DATABASES = ("auth", "vehicle", "location", "notification")
+
+
+def postgres_settings(lines: list[str]) -> dict[str, str]:
+    """`name = value` lines (postgresql.conf) or `name=value` ones (-c), quotes dropped."""
+    settings = {}
+    for line in lines:
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            settings[name.strip()] = value.strip().strip("'")
+    return settings
+
+
+def pgbackrest_global() -> dict[str, str]:
+    section, options = None, {}
+    for line in (PGBACKREST / "pgbackrest.conf").read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "global" and "=" in line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            options[name] = value
+    return options
+
+
+@pytest.mark.parametrize("service", DATABASES)
+def test_production_databases_archive_wal_as_the_recovery_test_does(service):
+    """The settings, the pgBackRest configuration and the repository tests/recovery/test_pitr.py
+    restores from, in each production PostgreSQL container (one stanza per server)."""
+    base = load_yaml(COMPOSE)["services"][f"{service}-db"]
+    db = load_yaml(COMPOSE_PROD)["services"][f"{service}-db"]
+    command = db["command"]
+    assert command[0] == "postgres"
+    assert command[1::2] == ["-c"] * (len(command) // 2)
+    archiving = postgres_settings(
+        (PGBACKREST / "postgresql-archiving.conf").read_text().splitlines()
+    )
+    archiving["archive_command"] = archiving["archive_command"].replace(
+        "--stanza=fleet", f"--stanza={service}"
+    )
+    assert postgres_settings(command[2::2]) == archiving
+    assert int(archiving["archive_timeout"].removesuffix("s")) <= 15 * 60, "the 15-minute RPO"
+    # The image is the base file's PostgreSQL (PostGIS for location) with pgBackRest added.
+    assert db["build"] == {
+        "context": "./infrastructure/postgres",
+        "args": {"BASE_IMAGE": base["image"]},
+    }
+    assert db["image"] != base["image"], "the built image must not take the upstream tag"
+    # pgBackRest reads the shipped file; the stanza's server is the image's data directory.
+    environment = db["environment"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in db["volumes"]}
+    assert mounts[environment["PGBACKREST_CONFIG"]] == "./infrastructure/pgbackrest/pgbackrest.conf"
+    (data_volume,) = base["volumes"]
+    assert environment["PGBACKREST_PG1_PATH"] == data_volume.split(":")[1]
+    # One repository for the four stanzas, on a named volume, where the file says it is.
+    repository = pgbackrest_global()["repo1-path"]
+    assert mounts[repository] == "pgbackrest-repo"
+    assert "pgbackrest-repo" in load_yaml(COMPOSE_PROD)["volumes"]
+    # The image makes the directories the configuration uses (the spool of archive-async).
+    dockerfile = (REPO / "infrastructure" / "postgres" / "Dockerfile").read_text()
+    assert pgbackrest_global()["spool-path"] in dockerfile
+    assert repository in dockerfile
+
+
 # --- Mosquitto -----------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ reference, images only from kustomize, and who may reach whom under the NetworkP
 import copy
 import importlib
 import ipaddress
+import json
 import re
 import runpy
 import shutil
@@ -497,6 +498,204 @@ def test_broker_setup_scripts_are_the_repositorys():
 
     repository = options((REPO / "infrastructure" / "mosquitto" / "mosquitto.conf").read_text())
     assert repository <= options(data["mosquitto.conf"]), "the cluster's broker config drifted"
+
+
+# --- monitoring --------------------------------------------------------------------------------
+
+PROMETHEUS_KUBERNETES = REPO / "infrastructure" / "monitoring" / "prometheus-kubernetes.yml"
+PROMETHEUS_COMPOSE = REPO / "infrastructure" / "monitoring" / "prometheus.yml"
+
+
+def meta_name(name: str) -> str:
+    """A label or annotation name as Kubernetes discovery spells it in a meta label."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def meta_labels(role: str, metadata: dict) -> dict[str, str]:
+    """The name, namespace, labels and annotations of an object, as discovery gives them."""
+    found = {
+        "__meta_kubernetes_namespace": metadata["namespace"],
+        f"__meta_kubernetes_{role}_name": metadata["name"],
+    }
+    for kind in ("label", "annotation"):
+        for key, value in metadata.get(f"{kind}s", {}).items():
+            found[f"__meta_kubernetes_{role}_{kind}_{meta_name(key)}"] = value
+            found[f"__meta_kubernetes_{role}_{kind}present_{meta_name(key)}"] = "true"
+    return found
+
+
+def a_pod_name(workload: dict) -> str:
+    """The name a pod of the workload gets: ordinal for a StatefulSet, hashes for a Deployment."""
+    suffix = "0" if workload["kind"] == "StatefulSet" else "5d9f7c6b8-x2kqz"
+    return f"{name_of(workload)}-{suffix}"
+
+
+def discovered(pod_name: str, namespace: str, pod_ip: str, workload: dict, phase: str) -> list:
+    """What Prometheus's pod discovery (role: pod) finds for a pod of this template: a target
+    per declared container port, one without a port for a container that declares none, each
+    with the pod's meta labels. As file-discovery groups, so that Prometheus relabels them."""
+    template = workload["spec"]["template"]
+    metadata = {**template["metadata"], "name": pod_name, "namespace": namespace}
+    pod = meta_labels("pod", metadata) | {
+        "__meta_kubernetes_pod_ip": pod_ip,
+        "__meta_kubernetes_pod_phase": phase,
+        "__meta_kubernetes_pod_ready": str(phase == "Running").lower(),
+        "__meta_kubernetes_pod_controller_kind": workload["kind"],
+        "__meta_kubernetes_pod_controller_name": name_of(workload),
+    }
+    groups = []
+    for container in template["spec"]["containers"]:
+        labels = pod | {
+            "__meta_kubernetes_pod_container_name": container["name"],
+            "__meta_kubernetes_pod_container_image": container["image"],
+            "__meta_kubernetes_pod_container_init": "false",
+        }
+        if not container.get("ports"):
+            groups.append({"targets": [pod_ip], "labels": labels})
+        for port in container.get("ports", []):
+            groups.append(
+                {
+                    "targets": [f"{pod_ip}:{port['containerPort']}"],
+                    "labels": labels
+                    | {
+                        "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                        "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+                        "__meta_kubernetes_pod_container_port_protocol": port.get(
+                            "protocol", "TCP"
+                        ),
+                    },
+                }
+            )
+    return groups
+
+
+def relabelled(job_name: str, role: str, groups: list, tmp_path: Path) -> list[dict]:
+    """Prometheus's own relabelling of the groups with a shipped Kubernetes job: promtool check
+    service-discovery runs it, with Kubernetes discovery swapped for file discovery (Debian's
+    build has none, and there is no cluster here). The targets kept, with their labels."""
+    config = yaml.safe_load(PROMETHEUS_KUBERNETES.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == job_name]
+    assert job.pop("kubernetes_sd_configs") == [{"role": role}]
+    (tmp_path / f"{job_name}.json").write_text(json.dumps(groups))
+    job["file_sd_configs"] = [{"files": [str(tmp_path / f"{job_name}.json")]}]
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump({"global": config["global"], "scrape_configs": [job]})
+    )
+    result = run(
+        tool("promtool"),
+        "check",
+        "service-discovery",
+        "--timeout=1s",
+        str(tmp_path / "prometheus.yml"),
+        job_name,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert all(not target.get("error") for target in found), found
+    return [target["labels"] for target in found if target["labels"]]
+
+
+def scraped_targets(groups: list, tmp_path: Path) -> dict[str, set[frozenset]]:
+    """The kubernetes-pods job's distinct targets by pod, as the scrape pool keeps them
+    (identical targets are one)."""
+    by_pod: dict[str, set[frozenset]] = {}
+    for labels in relabelled("kubernetes-pods", "pod", groups, tmp_path):
+        by_pod.setdefault(labels["pod"], set()).add(frozenset(labels.items()))
+    return by_pod
+
+
+@targets
+def test_prometheus_pod_discovery_scrapes_every_service_and_nothing_else(target, tmp_path):
+    namespace = OVERLAYS[target]
+    groups, pod_ips = [], {}
+    for number, workload in enumerate(workloads(target), start=2):
+        pod_name = a_pod_name(workload)
+        pod_ips[pod_name] = f"192.0.2.{number}"
+        groups += discovered(pod_name, namespace, pod_ips[pod_name], workload, "Running")
+        # A pod not yet running (or a finished one) is no target that is down.
+        groups += discovered(f"{pod_name}-pending", namespace, "", workload, "Pending")
+    scraped = scraped_targets(groups, tmp_path)
+
+    compose_jobs = {
+        j["job_name"] for j in yaml.safe_load(PROMETHEUS_COMPOSE.read_text())["scrape_configs"]
+    }
+    scrape = yaml.safe_load(PROMETHEUS_KUBERNETES.read_text())["global"]
+    expected = {}
+    for service, port in BACKENDS.items():
+        workload = next(w for w in workloads(target) if name_of(w) == service)
+        pod_name = a_pod_name(workload)
+        expected[pod_name] = {
+            frozenset(
+                {
+                    "__address__": f"{pod_ips[pod_name]}:{port}",
+                    "__metrics_path__": "/metrics",
+                    "__scheme__": "http",
+                    "__scrape_interval__": scrape["scrape_interval"],
+                    "__scrape_timeout__": scrape["scrape_timeout"],
+                    "instance": f"{pod_name}:{port}",
+                    # The job the rules match on, as in the compose configuration.
+                    "job": service,
+                    "namespace": namespace,
+                    "pod": pod_name,
+                }.items()
+            )
+        }
+        assert service in compose_jobs
+        # The port is the one serving the service (its /metrics), and the policies let the
+        # monitoring namespace reach it.
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["http"] == port
+        assert admitted(target, {"namespace": "monitoring"}, service, port), service
+    assert scraped == expected
+
+
+@targets
+def test_prometheus_probes_the_certificate_of_every_tls_host(target, tmp_path):
+    """Job tls: each Ingress host with TLS on 443 (ingress discovery: a target per rule path)
+    and the broker's public MQTT host on 8883 (service discovery: a target per port)."""
+    ingress_groups = []
+    tls_hosts = set()
+    for ingress in objects(target, "Ingress"):
+        hosts = {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+        tls_hosts |= hosts
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                labels = meta_labels("ingress", ingress["metadata"]) | {
+                    "__meta_kubernetes_ingress_class_name": ingress["spec"]["ingressClassName"],
+                    "__meta_kubernetes_ingress_scheme": (
+                        "https" if rule["host"] in hosts else "http"
+                    ),
+                    "__meta_kubernetes_ingress_path": path["path"],
+                }
+                ingress_groups.append({"targets": [rule["host"]], "labels": labels})
+    service_groups = []
+    for service in objects(target, "Service"):
+        for port in service["spec"].get("ports", []):
+            metadata = service["metadata"]
+            labels = meta_labels("service", metadata) | {
+                "__meta_kubernetes_service_type": service["spec"].get("type", "ClusterIP"),
+                "__meta_kubernetes_service_port_name": port.get("name", ""),
+                "__meta_kubernetes_service_port_number": str(port["port"]),
+                "__meta_kubernetes_service_port_protocol": port.get("protocol", "TCP"),
+            }
+            address = f"{metadata['name']}.{metadata['namespace']}.svc:{port['port']}"
+            service_groups.append({"targets": [address], "labels": labels})
+    probed = {
+        (labels["job"], labels["instance"], labels["__param_target"], labels["__address__"])
+        for job, role, groups in (
+            ("tls", "ingress", ingress_groups),
+            ("tls-services", "service", service_groups),
+        )
+        for labels in relabelled(job, role, groups, tmp_path)
+    }
+    settings = one(target, "ConfigMap", "vehicle")["data"]
+    broker = f"{settings['VEHICLE_MQTT_PUBLIC_HOST']}:{settings['VEHICLE_MQTT_PUBLIC_PORT']}"
+    blackbox = "blackbox-exporter:9115"
+    assert len(tls_hosts) == 2
+    assert probed == {
+        *(("tls", f"{host}:443", f"{host}:443", blackbox) for host in tls_hosts),
+        ("tls", broker, broker, blackbox),
+    }
 
 
 # --- ingress and network policies --------------------------------------------------------------

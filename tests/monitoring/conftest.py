@@ -1,23 +1,32 @@
-"""Debian's Prometheus, the node, PostgreSQL and Redis exporters and the five services, all
-real processes on free ports, with the shipped rules: shared by test_live.py (targets, rules,
-series, a service going down) and test_dashboards.py (every panel's query returns data)."""
+"""Debian's Prometheus, the node, PostgreSQL, Redis and blackbox exporters and the five
+services, all real processes on free ports, with the shipped rules: shared by test_live.py
+(targets, rules, series, a service going down, a certificate near its end) and
+test_dashboards.py (every panel's query returns data)."""
 
+import ipaddress
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet_devstack.plugin import RunningService
@@ -26,6 +35,8 @@ from fleet_devstack.stack import REPO_ROOT
 
 MONITORING = REPO_ROOT / "infrastructure" / "monitoring"
 SERVICES = ["auth", "vehicle", "location", "notification", "gateway"]
+# The TLS endpoint's certificate: two days from its end, inside both expiry alerts' windows.
+CERTIFICATE_LIFETIME = timedelta(days=2)
 
 
 @dataclass
@@ -35,6 +46,7 @@ class Monitored:
     ports: dict[str, int]  # every scrape job's local port
     env: dict[str, str]
     textfile_dir: Path
+    certificate_expiry: datetime  # of the certificate the TLS endpoint serves
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def query(self, expr: str) -> list[dict]:
@@ -61,10 +73,74 @@ def render_config(ports: dict[str, int], rules_dir: Path) -> dict:
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(rules_dir / "*.yml")]
     for job in config["scrape_configs"]:
+        if job["job_name"] == "tls":
+            # The probe's target is the TLS endpoint; the scrape goes to the blackbox exporter.
+            job.pop("file_sd_configs")
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{ports['tls-endpoint']}"]}]
+            (exporter,) = [r for r in job["relabel_configs"] if r["target_label"] == "__address__"]
+            exporter["replacement"] = f"127.0.0.1:{ports['blackbox']}"
+            continue
         job.pop("dns_sd_configs", None)
         names = [job["job_name"], *(["auth-spare"] if job["job_name"] == "auth" else [])]
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[name]}" for name in names]}]
     return config
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path, datetime]:
+    """A certificate for 127.0.0.1 that ends CERTIFICATE_LIFETIME from now: its file (also the
+    probe's CA), its key's file, and its end."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleet-monitoring-test")])
+    now = datetime.now(UTC).replace(microsecond=0)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + CERTIFICATE_LIFETIME)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file, certificate.not_valid_after_utc
+
+
+def serve_tls(cert_file: Path, key_file: Path) -> socket.socket:
+    """A TLS endpoint on a free port that completes each handshake and hangs up (all a probe
+    does); it serves until its socket is closed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed
+            connection.settimeout(5)
+            try:
+                with context.wrap_socket(connection, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                connection.close()
+
+    threading.Thread(target=serve, name="tls-endpoint", daemon=True).start()
+    return listener
 
 
 def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -147,15 +223,25 @@ def monitored(stack, platform, run_service) -> Iterator[Monitored]:
     node_bin = need("prometheus-node-exporter")
     postgres_bin = need("prometheus-postgres-exporter")
     redis_bin = need("prometheus-redis-exporter")
+    blackbox_bin = need("prometheus-blackbox-exporter")
     work = Path(tempfile.mkdtemp(prefix="fleet-monitoring-"))
     textfile_dir = work / "textfile"
     textfile_dir.mkdir()
+    cert_file, key_file, certificate_expiry = self_signed_certificate(work)
+    tls_endpoint = serve_tls(cert_file, key_file)
+    # The shipped modules, trusting the test's certificate as a client trusts a public CA.
+    blackbox = yaml.safe_load((MONITORING / "blackbox.yml").read_text())
+    blackbox["modules"]["tls"]["tcp"]["tls_config"]["ca_file"] = str(cert_file)
+    (work / "blackbox.yml").write_text(yaml.safe_dump(blackbox))
 
     env = platform.env
     services = dict(platform.services)
     services["auth-spare"] = run_service("auth", env)
     ports = {name: int(service.url.rsplit(":", 1)[1]) for name, service in services.items()}
-    ports.update({name: free_port() for name in ("node", "postgres", "redis", "prometheus")})
+    ports.update(
+        {name: free_port() for name in ("node", "postgres", "redis", "blackbox", "prometheus")}
+    )
+    ports["tls-endpoint"] = tls_endpoint.getsockname()[1]
 
     processes = [
         start(
@@ -192,6 +278,14 @@ def monitored(stack, platform, run_service) -> Iterator[Monitored]:
             ],
             work / "redis-exporter.log",
         ),
+        start(
+            [
+                blackbox_bin,
+                f"--config.file={work / 'blackbox.yml'}",
+                f"--web.listen-address=127.0.0.1:{ports['blackbox']}",
+            ],
+            work / "blackbox-exporter.log",
+        ),
     ]
     config = work / "prometheus.yml"
     config.write_text(yaml.safe_dump(render_config(ports, MONITORING / "rules")))
@@ -208,7 +302,13 @@ def monitored(stack, platform, run_service) -> Iterator[Monitored]:
         )
     )
     monitored = Monitored(
-        f"http://127.0.0.1:{ports['prometheus']}", services, ports, env, textfile_dir, processes
+        f"http://127.0.0.1:{ports['prometheus']}",
+        services,
+        ports,
+        env,
+        textfile_dir,
+        certificate_expiry,
+        processes,
     )
     try:
         deadline = time.monotonic() + 60
@@ -245,4 +345,5 @@ def monitored(stack, platform, run_service) -> Iterator[Monitored]:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        tls_endpoint.close()
         remove_tree(work)

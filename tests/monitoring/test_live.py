@@ -1,6 +1,7 @@
 """The shipped Prometheus configuration and rules against the running services (conftest.py):
-every target up, every rule evaluating, every series a rule reads present, and a stopped
-service's ServiceDown alert going pending."""
+every target up, every rule evaluating, every series a rule reads present, a certificate
+near its end with both expiry alerts pending, and a stopped service's ServiceDown alert going
+pending."""
 
 import re
 import time
@@ -61,7 +62,7 @@ def test_metric_names_reads_series_not_functions_or_labels():
 
 
 def test_every_target_is_up(monitored):
-    expected = {*SERVICES, "node", "postgres", "redis", "prometheus"}
+    expected = {*SERVICES, "node", "postgres", "redis", "tls", "prometheus"}
 
     def all_up():
         targets = monitored.api("targets")["activeTargets"]
@@ -124,6 +125,33 @@ def test_the_services_report_the_new_figures(monitored):
         return failing or True
 
     eventually(figures, "figures missing or wrong")
+
+
+def test_a_certificate_near_its_end_has_both_expiry_alerts_pending(monitored):
+    """The blackbox exporter probes the TLS endpoint (conftest.py: a certificate two days from
+    its end) as the shipped job tls does, and reads the end of what is served."""
+    instance = f"127.0.0.1:{monitored.ports['tls-endpoint']}"
+
+    expiry = f'probe_ssl_earliest_cert_expiry{{instance="{instance}"}}'
+
+    def probed():
+        succeeded = monitored.query(f'probe_success{{instance="{instance}"}} == 1')
+        return True if succeeded and monitored.query(expiry) else "no successful probe yet"
+
+    eventually(probed, "the TLS endpoint was not probed")
+    (found,) = monitored.query(expiry)
+    assert float(found["value"][1]) == monitored.certificate_expiry.timestamp()
+
+    def pending():
+        states = {
+            alert["labels"]["alertname"]: alert["state"]
+            for alert in monitored.api("alerts")["alerts"]
+            if alert["labels"].get("instance") == instance
+        }
+        expected = {"TLSCertificateExpiringSoon", "TLSCertificateNearlyExpired"}
+        return True if set(states) == expected else states
+
+    eventually(pending, "the certificate alerts did not go pending")
 
 
 def test_a_stopped_service_has_its_down_alert_pending(monitored):

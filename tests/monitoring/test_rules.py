@@ -76,14 +76,18 @@ def test_every_alert_has_severity_for_summary_and_description(name):
 
 
 def test_the_kubernetes_configuration_uses_the_same_rules_and_keeps_the_job_names():
-    """Debian's promtool is built without Kubernetes discovery, so the pod-discovery block is
-    checked by swapping it for a file discovery of the same shape (relabelling is what can go
-    wrong), and test_live.py runs the relabelling against real targets."""
+    """Debian's promtool is built without Kubernetes discovery, so each discovery block is
+    checked by swapping it for a file discovery of the same shape; tests/infra/test_kubernetes.py
+    runs the jobs' relabelling over the rendered manifests."""
     config = yaml.safe_load((MONITORING / "prometheus-kubernetes.yml").read_text())
     assert config["rule_files"] == ["rules/*.yml"]
-    pods = next(job for job in config["scrape_configs"] if job["job_name"] == "kubernetes-pods")
-    assert pods.pop("kubernetes_sd_configs") == [{"role": "pod"}]
-    pods["file_sd_configs"] = [{"files": ["/nonexistent/targets.json"]}]
+    roles = {}
+    for job in config["scrape_configs"]:
+        if "kubernetes_sd_configs" in job:
+            (discovery,) = job.pop("kubernetes_sd_configs")
+            roles[job["job_name"]] = discovery["role"]
+            job["file_sd_configs"] = [{"files": ["/nonexistent/targets.json"]}]
+    assert roles == {"kubernetes-pods": "pod", "tls": "ingress", "tls-services": "service"}
     checked = MONITORING / ".prometheus-kubernetes-check.yml"
     checked.write_text(yaml.safe_dump(config))
     try:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from fleet_common.db import create_engine, create_sessionmaker
@@ -273,6 +274,32 @@ async def test_low_battery_once_per_crossing(env, detector):
     await detector.positions_committed([car.at(battery_pct=b) for b in levels])
     events = await events_of(redis, car, "low_battery")
     assert [e["details"]["battery_pct"] for e in events] == [19, 10]
+
+
+def vehicles(status: str) -> float:
+    return REGISTRY.get_sample_value("fleet_vehicles", {"status": status})
+
+
+async def test_the_sweep_counts_vehicles_by_the_status_the_api_gives_them(env, detector):
+    settings, _sm, redis = env
+    now = T0.timestamp() + 3600
+    await detector.sweep_offline(now)
+    before = {status: vehicles(status) for status in ("moving", "stopped", "offline")}
+    org = uuid.uuid4()
+    fresh = (T0 + timedelta(seconds=3600 - 60)).isoformat()
+    silent = (T0 + timedelta(seconds=3600 - settings.offline_after_s - 1)).isoformat()
+    latest = {
+        "driving": {"recorded_at": fresh, "speed_kph": 50, "ignition": True},
+        "parked": {"recorded_at": fresh, "speed_kph": 0, "ignition": False},
+        "towed": {"recorded_at": fresh, "speed_kph": 30, "ignition": False},
+        "silent": {"recorded_at": silent, "speed_kph": 50},
+    }
+    for document in latest.values():
+        await redis.hset(latest_key(org), str(uuid.uuid4()), json.dumps(document))
+    await detector.sweep_offline(now)
+    counted = {status: vehicles(status) - before[status] for status in before}
+    assert counted == {"moving": 1, "stopped": 2, "offline": 1}
+    await redis.delete(latest_key(org))
 
 
 async def test_offline_after_silence_and_back_online(env, detector):

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 import orjson
@@ -30,8 +30,9 @@ from fleet_common.redis import EVENTS_STREAM, latest_key
 from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
-from fleet_location.ingest.metrics import DEVICES_SEEN
+from fleet_location.ingest.metrics import DEVICES_SEEN, VEHICLES
 from fleet_location.positions.model import Position
+from fleet_location.positions.service import Status, vehicle_status
 
 log = get_logger(__name__)
 
@@ -90,6 +91,7 @@ class DetectionConfig:
     idle_after_s: float = 300.0
     idle_speed_kph: float = 3.0
     idle_radius_m: float = 50.0
+    moving_speed_kph: float = 5.0
     offline_after_s: float = 600.0
     offline_sweep_interval_s: float = 30.0
     low_battery_pct: float = 20.0
@@ -107,6 +109,7 @@ class DetectionConfig:
             idle_after_s=settings.idle_after_s,
             idle_speed_kph=settings.idle_speed_kph,
             idle_radius_m=settings.idle_radius_m,
+            moving_speed_kph=settings.moving_speed_kph,
             offline_after_s=settings.offline_after_s,
             offline_sweep_interval_s=settings.offline_sweep_interval_s,
             low_battery_pct=settings.low_battery_pct,
@@ -260,12 +263,16 @@ class EventDetector:
     # -- the offline sweep ---------------------------------------------------------------
 
     async def sweep_offline(self, now: float | None = None) -> int:
-        """Mark devices whose newest position is older than `offline_after_s` offline."""
+        """Mark devices whose newest position is older than `offline_after_s` offline, and
+        count every device by status on the way (the fleet_vehicles gauge)."""
         now = time.time() if now is None else now
         cutoff = now - self.config.offline_after_s
         # Keyed by UUID, as the ingest path keys its work: one cached state per device.
         silent: dict[UUID, tuple[str, float]] = {}
         seen = 0
+        # Every status is set, to 0 if no device has it: a panel shows "0 moving", not nothing.
+        by_status = dict.fromkeys(get_args(Status), 0)
+        now_utc = datetime.fromtimestamp(now, UTC)
         async for key in self.redis.scan_iter(match=latest_key("*"), count=500):
             for field, raw in (await self.redis.hgetall(key)).items():
                 try:
@@ -276,11 +283,14 @@ class EventDetector:
                     ).timestamp()
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue
+                by_status[vehicle_status(latest, now_utc, self.config)] += 1
                 if recorded_at < cutoff:
                     silent[device] = (latest.get("vehicle_id"), recorded_at)
                 else:
                     seen += 1
         DEVICES_SEEN.set(seen)
+        for status, count in by_status.items():
+            VEHICLES.labels(status=status).set(count)
         if not silent:
             return 0
         # Only devices still online need the versioned write; read their state in one trip.

@@ -58,3 +58,10 @@ DEVICES_SEEN = Gauge(
     "Devices whose newest position is younger than LOCATION_OFFLINE_AFTER_S (offline sweep).",
     multiprocess_mode="max",
 )
+VEHICLES = Gauge(
+    "fleet_vehicles",
+    "Devices by the status GET /positions/latest gives them: moving, stopped, offline (offline "
+    "sweep, every org).",
+    ["status"],
+    multiprocess_mode="max",
+)

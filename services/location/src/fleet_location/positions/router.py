@@ -15,11 +15,9 @@ from fleet_common.auth import CurrentUser
 from fleet_common.errors import NotFoundError, UnprocessableError
 from fleet_location.config import Settings
 from fleet_location.positions import service
-from fleet_location.positions.service import utc
+from fleet_location.positions.service import Status, utc
 
 router = APIRouter(tags=["positions"])
-
-Status = Literal["moving", "stopped", "offline"]
 
 
 class LatestPosition(BaseModel):

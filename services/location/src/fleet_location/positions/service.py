@@ -3,7 +3,7 @@
 import math
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 
 from fleet_common.errors import ServiceUnavailableError
 from fleet_common.redis import geo_key, latest_key
-from fleet_location.config import Settings
 from fleet_location.ingest.devices import DeviceDirectory
 
 HISTORY_SQL = """
@@ -117,16 +116,27 @@ WHERE org_id = $1 AND vehicle_id = $2 AND recorded_at >= $3 AND recorded_at < $4
 """
 
 
-def vehicle_status(document: dict[str, Any], now: datetime, settings: Settings) -> str:
-    """moving / stopped / offline, by the configured thresholds."""
+Status = Literal["moving", "stopped", "offline"]
+
+
+class StatusThresholds(Protocol):
+    """The settings a status is judged by (Settings, or the detector's DetectionConfig)."""
+
+    offline_after_s: float
+    moving_speed_kph: float
+
+
+def vehicle_status(document: dict[str, Any], now: datetime, thresholds: StatusThresholds) -> Status:
+    """moving / stopped / offline, by the configured thresholds: the API's status, and what
+    the offline sweep counts in fleet_vehicles."""
     try:
         recorded_at = datetime.fromisoformat(document["recorded_at"])
     except (KeyError, TypeError, ValueError):
         return "offline"
-    if (now - recorded_at).total_seconds() > settings.offline_after_s:
+    if (now - recorded_at).total_seconds() > thresholds.offline_after_s:
         return "offline"
     speed = document.get("speed_kph")
-    moving = speed is not None and speed >= settings.moving_speed_kph
+    moving = speed is not None and speed >= thresholds.moving_speed_kph
     return "moving" if moving and document.get("ignition") is not False else "stopped"
 
 
