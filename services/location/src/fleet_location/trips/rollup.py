@@ -23,7 +23,9 @@ by a closing `Run` or not (a stretch that ends moving has none).
 Segment-local figures (idle time, position count) are plain sums. The one thing a stretch
 cannot know alone is the speed of its last point when the device did not report one (it is
 derived from the segment that follows): that point is kept in `last` and counted when the
-stretch is joined, or finished.
+stretch is joined, or finished. The speed of its first point (`first_speed_kph`) is kept too:
+joined after another stretch, it counts in the part that ends there (a trip that ends where a
+stop in the next bucket starts).
 
 Why the settled trips and stops live in the rollup (and not in a table of their own): a trip
 list over a year is then the settled lists of the year's day rollups, concatenated, plus what
@@ -79,6 +81,8 @@ class Rollup:
     positions: int = 1
     idle_s: float = 0.0
     parts: list[Part] = field(default_factory=list)
+    # Reported, or derived from the first segment; None while there is only one position.
+    first_speed_kph: float | None = None
 
     def to_json(self) -> dict:
         """The figures (segments apart: `segments_json`)."""
@@ -88,6 +92,7 @@ class Rollup:
             "positions": self.positions,
             "idle_s": self.idle_s,
             "parts": [_part_json(p) for p in self.parts],
+            "first_speed_kph": self.first_speed_kph,
         }
 
     def segments_json(self) -> list:
@@ -112,6 +117,7 @@ class Rollup:
             positions=data["positions"],
             idle_s=data["idle_s"],
             parts=parts,
+            first_speed_kph=data["first_speed_kph"],
         )
 
 
@@ -235,12 +241,24 @@ class Rules:
             return None
         head = present[0]
         joined = Rollup(
-            head.first, head.last, head.positions, head.idle_s, [_copy(p) for p in head.parts]
+            head.first,
+            head.last,
+            head.positions,
+            head.idle_s,
+            [_copy(p) for p in head.parts],
+            head.first_speed_kph,
         )
         for right in present[1:]:
-            self._step(joined, right.first)  # the segment between them
-            for part in right.parts:
-                self._append(joined, _copy(part))
+            speed = self._step(joined, right.first)  # the segment between them
+            if joined.positions == 1:
+                joined.first_speed_kph = speed
+            # A single point's speed may be known only from the segment after it: the next
+            # step counts it in the part that ends there, as for the last point.
+            if right.positions > 1:
+                tail = joined.parts[-1]  # it ends at right.first
+                tail.max_speed_kph = max(tail.max_speed_kph, right.first_speed_kph)
+                for part in right.parts:
+                    self._append(joined, _copy(part))
             joined.last = right.last
             joined.positions += right.positions
             joined.idle_s += right.idle_s
@@ -337,12 +355,15 @@ class Rules:
     # --- building -------------------------------------------------------------------------
 
     def _extend(self, rollup: Rollup, fix: Fix) -> None:
-        self._step(rollup, fix)
+        speed = self._step(rollup, fix)
+        if rollup.positions == 1:
+            rollup.first_speed_kph = speed
         rollup.last = fix
         rollup.positions += 1
 
-    def _step(self, rollup: Rollup, fix: Fix) -> None:
-        """Add the segment from `rollup.last` to `fix` (the point `fix` itself excluded)."""
+    def _step(self, rollup: Rollup, fix: Fix) -> float:
+        """Add the segment from `rollup.last` to `fix` (the point `fix` itself excluded);
+        returns the speed at `rollup.last`, known now."""
         prev = rollup.last
         seconds = (fix.recorded_at - prev.recorded_at).total_seconds()
         metres = haversine_m(prev.lat, prev.lon, fix.lat, fix.lon)
@@ -371,12 +392,13 @@ class Rules:
             tail.metres += metres
         else:
             self._append(rollup, Move(prev, seconds, metres, speed))
+        return speed
 
     def _append(self, rollup: Rollup, part: Part) -> None:
         """Add `part` at the end and bring the parts back to normal form."""
         parts = rollup.parts
         tail = parts[-1]
-        if type(tail) is type(part) and not isinstance(part, Settled):  # a Run or Move grows
+        if type(tail) is type(part) and not isinstance(part, Settled):  # a Run or a Move grows
             tail.seconds += part.seconds
             tail.metres += part.metres
             tail.max_speed_kph = max(tail.max_speed_kph, part.max_speed_kph)
@@ -384,8 +406,15 @@ class Rules:
                 tail.ignition_on = tail.ignition_on or part.ignition_on
             return
         parts.append(part)
+        if isinstance(part, Settled):
+            # A joined stretch's settled part after a move after a settled part: that move
+            # was a whole trip between two stops (left unmerged, the parts of a month's join
+            # would grow with every bucket, and so would each join's cost).
+            if len(parts) >= 3 and isinstance(parts[-2], Move) and isinstance(parts[-3], Settled):
+                _merge_trip(parts)
+            return
         # Only a Move can make the run before it internal: settle that run.
-        if len(parts) < 3 or not isinstance(parts[-2], Run) or not isinstance(part, Move):
+        if len(parts) < 3 or not isinstance(parts[-2], Run):
             return
         before, run, after = parts[-3], parts[-2], parts[-1]
         if _seconds(run.start, after.start) < self.min_stop_duration_s:
@@ -396,14 +425,20 @@ class Rules:
             return
         stop = _stop(run, after.start)
         parts[-2] = Settled(run.start, stops=1, stopped_s=stop.duration_s, segments=[stop])
-        # Settled, Move, Settled: that move was a whole trip between two stops.
         if len(parts) >= 4 and isinstance(parts[-4], Settled):
-            settled, trip, closing = parts[-4], parts[-3], parts[-2]
-            _add_trip(settled, trip)
-            if settled.segments is not None:
-                settled.segments.append(_trip_of(trip, trip.start, closing.start))
-            _add_settled(settled, closing)
-            del parts[-3:-1]
+            del parts[-1]
+            _merge_trip(parts)
+            parts.append(after)
+
+
+def _merge_trip(parts: list[Part]) -> None:
+    """The last three parts, Settled, Move, Settled, into one: the move was a whole trip."""
+    settled, trip, closing = parts[-3:]
+    _add_trip(settled, trip)
+    if settled.segments is not None:
+        settled.segments.append(_trip_of(trip, trip.start, closing.start))
+    _add_settled(settled, closing)
+    del parts[-2:]
 
 
 def _end(parts: list[Part], index: int, last: Fix) -> Fix:
