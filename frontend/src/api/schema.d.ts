@@ -721,6 +721,12 @@ export interface paths {
          * History
          * @description A vehicle's positions in time order, streamed; `max_points` downsamples the route
          *     (Douglas-Peucker, so turns and corners survive, straight stretches thin out).
+         *
+         *     Raw positions: ranges up to `max_history_days` (31). With `max_points`, up to
+         *     `max_report_days` (366): past 31 days the route is downsampled from the hourly rollups,
+         *     not from raw rows — each hour's first and last position (only `recorded_at`, `lat`,
+         *     `lon`, `speed_kph` and `ignition`; the other fields null), then Douglas-Peucker down to
+         *     `max_points`; the head says `"sampling": "hourly"`.
          */
         get: operations["history_api_v1_vehicles__vehicle_id__history_get"];
         put?: never;
@@ -738,7 +744,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Stops */
+        /**
+         * Stops
+         * @description A vehicle's stops (standing at least `min_stop_duration_s`), ranges up to a year.
+         */
         get: operations["stops_api_v1_vehicles__vehicle_id__stops_get"];
         put?: never;
         post?: never;
@@ -755,7 +764,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Trips */
+        /**
+         * Trips
+         * @description A vehicle's trips (between stops), ranges up to a year, from its rollups.
+         */
         get: operations["trips_api_v1_vehicles__vehicle_id__trips_get"];
         put?: never;
         post?: never;

@@ -31,7 +31,7 @@ from fleet_location.positions.model import PositionObserver
 from fleet_location.positions.router import router as positions_router
 from fleet_location.trackers.server import TrackerServer
 from fleet_location.trips import rollups
-from fleet_location.trips.router import rollup_rules
+from fleet_location.trips.rollups import rollup_rules
 from fleet_location.trips.router import router as trips_router
 
 log = get_logger(__name__)

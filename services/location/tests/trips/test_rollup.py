@@ -1,5 +1,6 @@
 """Rollups joined in time order give exactly what `analyse` gives on all positions at once."""
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet_location.trips.detection import Fix, analyse
+from fleet_location.trips.detection import Fix, Stop, Trip, analyse
 from fleet_location.trips.rollup import Rollup, Rules
 
 RULES = dict(stop_speed_kph=3.0, min_stop_duration_s=180.0)
@@ -43,20 +44,54 @@ def _figures(summary) -> dict:
     }
 
 
-@settings(max_examples=200, deadline=None)
-@given(drives(), st.lists(st.integers(0, 60), max_size=6))
-def test_joined_rollups_equal_the_raw_analysis(fixes, cuts):
+def _segments(trips: list[Trip], stops: list[Stop]) -> list:
+    """Trips and stops in time order, their sums to rounding, the rest exactly."""
+    rows = []
+    for trip in trips:
+        values = dataclasses.asdict(trip)
+        for name in ("distance_m", "avg_speed_kph"):
+            values[name] = pytest.approx(values[name], abs=1e-6)
+        rows.append(("trip", values))
+    rows += [("stop", dataclasses.asdict(stop)) for stop in stops]
+    return sorted(rows, key=lambda row: (row[1]["start_time"], row[0] == "stop"))
+
+
+def _listed(rules: Rules, rollup) -> list:
+    segments = rules.segments(rollup)
+    return _segments(
+        [s for s in segments if isinstance(s, Trip)], [s for s in segments if isinstance(s, Stop)]
+    )
+
+
+def _stored(piece: Rollup | None, with_segments: bool) -> Rollup | None:
+    """Stored and read back between buckets, as the rollup table does."""
+    if piece is None:
+        return None
+    return Rollup.from_json(piece.to_json(), piece.segments_json() if with_segments else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(drives(), st.lists(st.integers(0, 60), max_size=6), st.booleans())
+def test_joined_rollups_equal_the_raw_analysis(fixes, cuts, one_by_one):
     rules = Rules(**RULES)
     raw = analyse(fixes, **RULES)
     bounds = sorted({0, len(fixes), *(c for c in cuts if c <= len(fixes))})
     pieces = [rules.of(fixes[a:b]) for a, b in itertools.pairwise(bounds)]
-    joined = None
-    for piece in pieces:
-        # Stored and read back between buckets, as the rollup table does.
-        piece = piece and Rollup.from_json(piece.to_json())
-        joined = rules.join(joined, piece)
+    stored = [_stored(piece, with_segments=True) for piece in pieces]
+    if one_by_one:  # as days are made of hours
+        joined = None
+        for piece in stored:
+            joined = rules.join(joined, piece)
+    else:  # as a range is made of days and hours
+        joined = rules.join_all(stored)
     assert _figures(rules.summary(joined)) == _figures(raw.summary)
     assert rules.stopped_s(joined) == pytest.approx(sum(s.duration_s for s in raw.stops))
+    assert _listed(rules, joined) == _segments(raw.trips, raw.stops)
+    # Read without their segments (as the summary reads them): the same figures.
+    bare = rules.join_all([_stored(piece, with_segments=False) for piece in pieces])
+    assert _figures(rules.summary(bare)) == _figures(raw.summary)
+    # Joining leaves its inputs as they were: a second join gives the same.
+    assert _listed(rules, rules.join_all(stored)) == _segments(raw.trips, raw.stops)
 
 
 def test_a_trip_across_midnight_and_a_stop_across_two_buckets():
@@ -78,6 +113,8 @@ def test_a_trip_across_midnight_and_a_stop_across_two_buckets():
     raw = analyse(fixes, **RULES)
     assert raw.summary.trips == 1
     assert _figures(rules.summary(joined)) == _figures(raw.summary)
+    assert _listed(rules, joined) == _segments(raw.trips, raw.stops)
+    assert raw.trips[0].start_time < midnight < raw.trips[0].end_time
     # Each day alone sees half a trip: the join is not a sum of the days' figures.
     assert rules.summary(rules.of(days[0])).trips + rules.summary(rules.of(days[1])).trips == 2
 
@@ -101,3 +138,4 @@ def test_a_stop_of_exactly_the_minimum_cut_in_two():
     for cut in range(1, len(fixes)):
         joined = rules.join(rules.of(fixes[:cut]), rules.of(fixes[cut:]))
         assert _figures(rules.summary(joined)) == _figures(raw.summary), cut
+        assert _listed(rules, joined) == _segments(raw.trips, raw.stops), cut

@@ -16,6 +16,7 @@ from fleet_common.errors import NotFoundError, UnprocessableError
 from fleet_location.config import Settings
 from fleet_location.positions import service
 from fleet_location.positions.service import Status, utc
+from fleet_location.trips.rollups import rollup_rules
 
 router = APIRouter(tags=["positions"])
 
@@ -113,7 +114,11 @@ def time_range(
     if end - start > timedelta(days=max_days):
         detail = f"the range may span at most {max_days} days"
         if max_days == settings.max_history_days:
-            detail += " where raw positions are returned (the summary report takes longer ones)"
+            detail += (
+                " where raw positions are returned; history with `max_points` (downsampled from"
+                f" hourly rollups), trips, stops and the summary report take up to"
+                f" {settings.max_report_days} days"
+            )
         raise UnprocessableError(detail, field="to")
     return start, end
 
@@ -146,7 +151,7 @@ CHUNK_ROWS = 500
 
 def _point(row) -> dict[str, Any]:
     point = dict(zip(FIELDS, row, strict=True))
-    point["recorded_at"] = row["recorded_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    point["recorded_at"] = point["recorded_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
     return point
 
 
@@ -236,6 +241,11 @@ RENDERERS = {
 }
 
 
+async def _listed(rows: list[tuple]) -> AsyncIterator[tuple]:
+    for row in rows:
+        yield row
+
+
 @router.get("/vehicles/{vehicle_id}/history")
 async def history(
     request: Request,
@@ -247,26 +257,42 @@ async def history(
     format: Format = "json",
 ) -> StreamingResponse:
     """A vehicle's positions in time order, streamed; `max_points` downsamples the route
-    (Douglas-Peucker, so turns and corners survive, straight stretches thin out)."""
+    (Douglas-Peucker, so turns and corners survive, straight stretches thin out).
+
+    Raw positions: ranges up to `max_history_days` (31). With `max_points`, up to
+    `max_report_days` (366): past 31 days the route is downsampled from the hourly rollups,
+    not from raw rows — each hour's first and last position (only `recorded_at`, `lat`,
+    `lon`, `speed_kph` and `ignition`; the other fields null), then Douglas-Peucker down to
+    `max_points`; the head says `"sampling": "hourly"`.
+    """
     settings: Settings = request.app.state.settings
-    start, end = time_range(settings, start, end)
+    if max_points is None:
+        start, end = time_range(settings, start, end)
+    else:
+        start, end = time_range(settings, start, end, max_days=settings.max_report_days)
     await require_vehicle(request, principal.org_id, vehicle_id)
     pool = request.app.state.read_pool
-    downsample = None
-    total = None
-    if max_points is not None:
-        total = await service.count_history(pool, principal.org_id, vehicle_id, start, end)
-        if total > max_points:
-            downsample = max_points
-    head = {
+    head: dict[str, Any] = {
         "vehicle_id": str(vehicle_id),
         "from": start.isoformat().replace("+00:00", "Z"),
         "to": end.isoformat().replace("+00:00", "Z"),
-        "downsampled": downsample is not None,
     }
-    if total is not None:
-        head["total_points"] = total
-    rows = service.stream_history(pool, principal.org_id, vehicle_id, start, end, downsample)
+    if max_points is not None and end - start > timedelta(days=settings.max_history_days):
+        points, total = await service.hourly_history(
+            pool, rollup_rules(settings), principal.org_id, vehicle_id, start, end, max_points
+        )
+        head.update(downsampled=True, total_points=total, sampling="hourly")
+        rows = _listed(points)
+    else:
+        downsample = total = None
+        if max_points is not None:
+            total = await service.count_history(pool, principal.org_id, vehicle_id, start, end)
+            if total > max_points:
+                downsample = max_points
+        head["downsampled"] = downsample is not None
+        if total is not None:
+            head["total_points"] = total
+        rows = service.stream_history(pool, principal.org_id, vehicle_id, start, end, downsample)
     render, media_type = RENDERERS[format]
     headers = {}
     if format in ("gpx", "csv"):

@@ -16,6 +16,8 @@ from redis.exceptions import RedisError
 from fleet_common.errors import ServiceUnavailableError
 from fleet_common.redis import geo_key, latest_key
 from fleet_location.ingest.devices import DeviceDirectory
+from fleet_location.trips.rollup import Rules
+from fleet_location.trips.rollups import hour_ends
 
 HISTORY_SQL = """
 SELECT recorded_at, ST_Y(geog::geometry) AS lat, ST_X(geog::geometry) AS lon,
@@ -110,6 +112,12 @@ async def _downsampled(
     return await conn.fetch(KEPT_SQL, *args, moments)
 
 
+VEHICLE_KNOWN_SQL = """
+SELECT EXISTS (SELECT 1 FROM telemetry WHERE org_id = $1 AND vehicle_id = $2)
+    OR EXISTS (
+        SELECT 1 FROM telemetry_rollups WHERE org_id = $1 AND width_s = 3600 AND vehicle_id = $2
+    )
+"""
 COUNT_SQL = """
 SELECT count(*) FROM telemetry
 WHERE org_id = $1 AND vehicle_id = $2 AND recorded_at >= $3 AND recorded_at < $4
@@ -178,16 +186,11 @@ async def nearby_positions(
 async def vehicle_known(
     pool: asyncpg.Pool, directory: DeviceDirectory, org_id: UUID, vehicle_id: UUID
 ) -> bool:
-    """Whether this org has (or had) the vehicle: 404 otherwise, another org's included."""
+    """Whether this org has (or had) the vehicle: 404 otherwise, another org's included.
+    Its hourly rollups count: they outlive its raw rows (retention)."""
     if directory.knows_vehicle(org_id, vehicle_id):
         return True
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM telemetry WHERE org_id = $1 AND vehicle_id = $2)",
-            org_id,
-            vehicle_id,
-        )
-    )
+    return bool(await pool.fetchval(VEHICLE_KNOWN_SQL, org_id, vehicle_id))
 
 
 async def count_history(
@@ -215,6 +218,31 @@ async def stream_history(
                 return
         async for row in conn.cursor(HISTORY_SQL, *args, prefetch=2000):
             yield row
+
+
+async def hourly_history(
+    pool: asyncpg.Pool,
+    rules: Rules,
+    org_id: UUID,
+    vehicle_id: UUID,
+    start: datetime,
+    end: datetime,
+    max_points: int,
+) -> tuple[list[tuple], int]:
+    """A long range's route from the hourly rollups, without reading its raw rows: each
+    hour's first and last position, thinned to `max_points` (Douglas-Peucker), as rows in
+    `FIELDS` order (the fields a rollup does not keep are None); and the range's position
+    count."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        fixes, total = await hour_ends(conn, rules, org_id, vehicle_id, start, end)
+    if len(fixes) > max_points:
+        keep = simplify_to_count([f.lon for f in fixes], [f.lat for f in fixes], max_points)
+        fixes = [fixes[i] for i in keep]
+    rows = [
+        (f.recorded_at, f.lat, f.lon, f.speed_kph, None, None, None, None, f.ignition, None)
+        for f in fixes
+    ]
+    return rows, total
 
 
 def utc(moment: datetime) -> datetime:

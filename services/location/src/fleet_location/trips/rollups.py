@@ -3,7 +3,9 @@
 `telemetry_rollups` holds a `Rollup` (rollup.py) per vehicle and closed hour, and per closed
 day (the join of its hours). A trigger on `telemetry` marks each hour that receives positions
 as stale (`telemetry_rollups_stale`), late ones included; `redo_stale` redoes closed stale
-hours from raw rows and then their days from their hours. A reader uses a bucket only when it
+hours from raw rows and then their days from their hours. Each row holds the rollup's figures
+(`state`, all the summary reads) and its settled trips and stops (`segments`, read only for
+trip and stop lists). A reader uses a bucket only when it
 lies wholly inside the range, is closed and is not stale; anything else — the open edges of
 the range, the current hour, an hour whose late data is not redone yet — is read raw. Either
 way the figures are what `analyse` gives on the raw rows.
@@ -18,6 +20,7 @@ import asyncpg
 import orjson
 
 from fleet_common.logging import get_logger
+from fleet_location.config import Settings
 from fleet_location.trips.detection import Fix
 from fleet_location.trips.rollup import Rollup, Rules
 
@@ -55,10 +58,11 @@ WHERE org_id = $1 AND vehicle_id IS NOT NULL AND recorded_at >= $2 AND recorded_
 ORDER BY vehicle_id, recorded_at
 """
 UPSERT_SQL = """
-INSERT INTO telemetry_rollups (org_id, vehicle_id, width_s, bucket_start, state)
-SELECT $1, v, $2, b, s FROM unnest($3::uuid[], $4::timestamptz[], $5::jsonb[]) AS x(v, b, s)
+INSERT INTO telemetry_rollups (org_id, vehicle_id, width_s, bucket_start, state, segments)
+SELECT $1, v, $2, b, s, g
+FROM unnest($3::uuid[], $4::timestamptz[], $5::jsonb[], $6::jsonb[]) AS x(v, b, s, g)
 ON CONFLICT (org_id, width_s, vehicle_id, bucket_start)
-DO UPDATE SET state = excluded.state, computed_at = now()
+DO UPDATE SET state = excluded.state, segments = excluded.segments, computed_at = now()
 """
 DELETE_SQL = """
 DELETE FROM telemetry_rollups
@@ -66,14 +70,14 @@ WHERE org_id = $1 AND width_s = $2
     AND (vehicle_id, bucket_start) IN (SELECT * FROM unnest($3::uuid[], $4::timestamptz[]))
 """
 DAY_HOURS_SQL = """
-SELECT vehicle_id, bucket_start, state FROM telemetry_rollups
+SELECT vehicle_id, bucket_start, state, segments FROM telemetry_rollups
 WHERE org_id = $1 AND width_s = 3600
     AND (vehicle_id, date_trunc('day', bucket_start, 'UTC'))
         IN (SELECT * FROM unnest($2::uuid[], $3::timestamptz[]))
 ORDER BY vehicle_id, bucket_start
 """
 ROLLUPS_SQL = """
-SELECT vehicle_id, bucket_start, state FROM telemetry_rollups
+SELECT vehicle_id, bucket_start, state, CASE WHEN $6 THEN segments END FROM telemetry_rollups
 WHERE org_id = $1 AND width_s = $2 AND bucket_start >= $3 AND bucket_start < $4
     AND ($5::uuid IS NULL OR vehicle_id = $5)
 """
@@ -91,6 +95,12 @@ ON CONFLICT DO NOTHING
 PRUNE_SQL = "DELETE FROM telemetry_rollups WHERE bucket_start < $1"
 
 
+def rollup_rules(settings: Settings) -> Rules:
+    return Rules(
+        stop_speed_kph=settings.stop_speed_kph, min_stop_duration_s=settings.min_stop_duration_s
+    )
+
+
 def _floor(moment: datetime, width: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     return epoch + (moment - epoch) // width * width
@@ -101,12 +111,13 @@ def _ceil(moment: datetime, width: timedelta) -> datetime:
     return floor if floor == moment else floor + width
 
 
-def _encode(rollup: Rollup) -> str:
-    return orjson.dumps(rollup.to_json()).decode()
+def _encode(rollup: Rollup) -> tuple[str, str]:
+    """The `state` and `segments` columns."""
+    return orjson.dumps(rollup.to_json()).decode(), orjson.dumps(rollup.segments_json()).decode()
 
 
-def _decode(state: str) -> Rollup:
-    return Rollup.from_json(orjson.loads(state))
+def _decode(state: str, segments: str | None) -> Rollup:
+    return Rollup.from_json(orjson.loads(state), segments and orjson.loads(segments))
 
 
 async def _group_fixes(rows) -> dict[UUID, list[Fix]]:
@@ -170,10 +181,10 @@ async def _redo_days(conn, rules: Rules, org_id: UUID, days: list) -> None:
     if not days:
         return
     rows = await conn.fetch(DAY_HOURS_SQL, org_id, [v for v, _ in days], [d for _, d in days])
-    joined: dict[tuple, Rollup | None] = {}
-    for vehicle_id, hour, state in rows:
-        key = (vehicle_id, _floor(hour, DAY))
-        joined[key] = rules.join(joined.get(key), _decode(state))
+    hours: dict[tuple, list[Rollup]] = defaultdict(list)
+    for vehicle_id, hour, state, segments in rows:
+        hours[(vehicle_id, _floor(hour, DAY))].append(_decode(state, segments))
+    joined = {key: rules.join_all(rollups) for key, rollups in hours.items()}
     await _store(conn, org_id, 86400, days, joined)
 
 
@@ -181,13 +192,15 @@ async def _store(conn, org_id: UUID, width_s: int, keys: list, rollups: dict) ->
     present = [(key, rollup) for key, rollup in rollups.items() if rollup is not None]
     gone = [key for key in keys if key not in rollups]  # its positions were all deleted
     if present:
+        encoded = [_encode(r) for _, r in present]
         await conn.execute(
             UPSERT_SQL,
             org_id,
             width_s,
             [k[0] for k, _ in present],
             [k[1] for k, _ in present],
-            [_encode(r) for _, r in present],
+            [state for state, _ in encoded],
+            [segments for _, segments in encoded],
         )
     if gone:
         await conn.execute(DELETE_SQL, org_id, width_s, [k[0] for k in gone], [k[1] for k in gone])
@@ -205,9 +218,37 @@ async def range_rollups(
     start: datetime,
     end: datetime,
     vehicle_id: UUID | None = None,
+    *,
+    segments: bool = False,
 ) -> dict[UUID, Rollup]:
     """Each vehicle's rollup of [start, end): closed, clean days and hours from the rollup
-    table, everything else from raw rows, joined in time order."""
+    table, everything else from raw rows, joined in time order. With `segments`, the rollups
+    carry their trips and stops (`Rules.segments`); without, only the summary's figures."""
+    pieces = await range_pieces(
+        conn, rules, org_id, start, end, vehicle_id, segments=segments, days=True
+    )
+    result = {}
+    for vehicle, parts in pieces.items():
+        joined = rules.join_all([rollup for _, rollup in parts])
+        if joined is not None:
+            result[vehicle] = joined
+    return result
+
+
+async def range_pieces(
+    conn: asyncpg.Connection,
+    rules: Rules,
+    org_id: UUID,
+    start: datetime,
+    end: datetime,
+    vehicle_id: UUID | None = None,
+    *,
+    segments: bool = False,
+    days: bool = True,
+) -> dict[UUID, list[tuple[datetime, Rollup]]]:
+    """Each vehicle's rollups covering [start, end), by start, in time order: the range's
+    partial first and last hours (and the current one) from raw rows, then closed, clean days
+    (unless not `days`) and hours from the table, stale hours from raw rows."""
     now = datetime.now(UTC)
     # Whole closed hours inside the range; the rest of it is read raw for every vehicle.
     first_hour = _ceil(start, HOUR)
@@ -225,31 +266,29 @@ async def range_rollups(
             for vehicle, fixes in (await _group_fixes(rows)).items():
                 pieces[vehicle].append((edge_start, rules.of(fixes)))
     if first_hour < last_hour:
-        await _add_buckets(conn, rules, org_id, first_hour, last_hour, vehicle_id, pieces)
-    result = {}
-    for vehicle, parts in pieces.items():
-        joined = None
-        for _, rollup in sorted(parts, key=lambda item: item[0]):
-            joined = rules.join(joined, rollup)
-        if joined is not None:
-            result[vehicle] = joined
-    return result
+        await _add_buckets(
+            conn, rules, org_id, (first_hour, last_hour), vehicle_id, segments, days, pieces
+        )
+    return {vehicle: sorted(parts, key=lambda item: item[0]) for vehicle, parts in pieces.items()}
 
 
-async def _add_buckets(conn, rules, org_id, first_hour, last_hour, vehicle_id, pieces) -> None:
-    """Closed whole hours [first_hour, last_hour): days where whole and clean, else hours,
-    and stale hours raw."""
+async def _add_buckets(conn, rules, org_id, hours, vehicle_id, segments, days, pieces) -> None:
+    """Closed whole hours [first_hour, last_hour): days where whole and clean (if `days`),
+    else hours, and stale hours raw."""
+    first_hour, last_hour = hours
     first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
+    if not days:
+        first_day = last_day = first_hour  # no whole days: every hour from the hour rows
     stale = await conn.fetch(STALE_SQL, org_id, first_hour, last_hour, vehicle_id)
     stale_hours = {(v, h) for v, h in stale}
     stale_days = {(v, _floor(h, DAY)) for v, h in stale}
     day_covered: set[tuple] = set()
     if first_day < last_day:
-        for vehicle, day, state in await conn.fetch(
-            ROLLUPS_SQL, org_id, 86400, first_day, last_day, vehicle_id
+        for vehicle, day, state, segments_json in await conn.fetch(
+            ROLLUPS_SQL, org_id, 86400, first_day, last_day, vehicle_id, segments
         ):
             if (vehicle, day) not in stale_days:
-                pieces[vehicle].append((day, _decode(state)))
+                pieces[vehicle].append((day, _decode(state, segments_json)))
                 day_covered.add((vehicle, day))
     # Hours outside the whole days (the range's first and last days), and the hours of days
     # that have a stale hour.
@@ -263,18 +302,41 @@ async def _add_buckets(conn, rules, org_id, first_hour, last_hour, vehicle_id, p
     for range_start, range_end in hour_ranges:
         if range_start >= range_end:
             continue
-        for vehicle, hour, state in await conn.fetch(
-            ROLLUPS_SQL, org_id, 3600, range_start, range_end, vehicle_id
+        for vehicle, hour, state, segments_json in await conn.fetch(
+            ROLLUPS_SQL, org_id, 3600, range_start, range_end, vehicle_id, segments
         ):
             key = (vehicle, hour)
             day = _floor(hour, DAY)
             if key in stale_hours or key in seen or (vehicle, day) in day_covered:
                 continue
             seen.add(key)
-            pieces[vehicle].append((hour, _decode(state)))
+            pieces[vehicle].append((hour, _decode(state, segments_json)))
     if stale_hours:
         for (vehicle, hour), fixes in (await _hour_fixes(conn, org_id, stale_hours)).items():
             pieces[vehicle].append((hour, rules.of(fixes)))
+
+
+async def hour_ends(
+    conn: asyncpg.Connection,
+    rules: Rules,
+    org_id: UUID,
+    vehicle_id: UUID,
+    start: datetime,
+    end: datetime,
+) -> tuple[list[Fix], int]:
+    """A vehicle's first and last position of every hour of [start, end) that has any (of
+    the range's partial first and last hours: within the range), in time order, and how many
+    positions the range holds. From the hourly rollups; raw rows where `range_pieces` reads
+    them."""
+    pieces = await range_pieces(conn, rules, org_id, start, end, vehicle_id, days=False)
+    fixes: list[Fix] = []
+    total = 0
+    for _, rollup in pieces.get(vehicle_id, []):
+        total += rollup.positions
+        fixes.append(rollup.first)
+        if rollup.positions > 1:
+            fixes.append(rollup.last)
+    return fixes, total
 
 
 async def maintain(pool: asyncpg.Pool, rules: Rules, *, interval_s: float, keep_days: int) -> None:

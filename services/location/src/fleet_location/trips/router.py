@@ -13,18 +13,10 @@ from pydantic import BaseModel
 from fleet_common.auth import CurrentUser
 from fleet_location.config import Settings
 from fleet_location.positions.router import From, To, require_vehicle, time_range
-from fleet_location.trips.detection import Analysis, Fix, analyse
-from fleet_location.trips.rollup import Rules
-from fleet_location.trips.rollups import range_rollups
+from fleet_location.trips.detection import Stop, Trip
+from fleet_location.trips.rollups import range_rollups, rollup_rules
 
 router = APIRouter(tags=["trips"])
-
-VEHICLE_FIXES_SQL = """
-SELECT recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
-FROM telemetry
-WHERE org_id = $1 AND vehicle_id = $2 AND recorded_at >= $3 AND recorded_at < $4
-ORDER BY recorded_at
-"""
 
 
 class PlaceOut(BaseModel):
@@ -78,44 +70,33 @@ class SummaryReport(BaseModel):
     items: list[VehicleSummary]
 
 
-def rollup_rules(settings: Settings) -> Rules:
-    return Rules(
-        stop_speed_kph=settings.stop_speed_kph, min_stop_duration_s=settings.min_stop_duration_s
-    )
-
-
-def _analyse(settings: Settings, fixes: list[Fix]) -> Analysis:
-    return analyse(
-        fixes,
-        stop_speed_kph=settings.stop_speed_kph,
-        min_stop_duration_s=settings.min_stop_duration_s,
-    )
-
-
-async def _vehicle_analysis(
+async def _segments(
     request: Request, org_id: UUID, vehicle_id: UUID, start, end
-) -> Analysis:
+) -> list[Trip | Stop]:
+    """A vehicle's trips and stops over up to `max_report_days`: joined from its rollups (the
+    days' and hours' settled trips and stops, and what the joins between them settle), raw rows
+    only for the range's open edges and for hours not rolled up yet — what `analyse` gives on
+    the raw rows of the whole range."""
     settings: Settings = request.app.state.settings
-    start, end = time_range(settings, start, end)
+    start, end = time_range(settings, start, end, max_days=settings.max_report_days)
     await require_vehicle(request, org_id, vehicle_id)
-    pool = request.app.state.read_pool
-    fixes: list[Fix] = []
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        async for row in conn.cursor(
-            VEHICLE_FIXES_SQL, org_id, vehicle_id, start, end, prefetch=5000
-        ):
-            fixes.append(Fix(row[0], row[1], row[2], row[3], row[4]))
-    return _analyse(settings, fixes)
+    rules = rollup_rules(settings)
+    async with request.app.state.read_pool.acquire() as conn, conn.transaction(readonly=True):
+        rollups = await range_rollups(conn, rules, org_id, start, end, vehicle_id, segments=True)
+    return rules.segments(rollups.get(vehicle_id))
 
 
 @router.get("/vehicles/{vehicle_id}/trips", response_model=TripsPage)
 async def trips(
     request: Request, principal: CurrentUser, vehicle_id: UUID, start: From = None, end: To = None
 ) -> TripsPage:
-    analysis = await _vehicle_analysis(request, principal.org_id, vehicle_id, start, end)
+    """A vehicle's trips (between stops), ranges up to a year, from its rollups."""
+    segments = await _segments(request, principal.org_id, vehicle_id, start, end)
     return TripsPage(
         vehicle_id=vehicle_id,
-        items=[TripOut.model_validate(t, from_attributes=True) for t in analysis.trips],
+        items=[
+            TripOut.model_validate(s, from_attributes=True) for s in segments if isinstance(s, Trip)
+        ],
     )
 
 
@@ -123,10 +104,13 @@ async def trips(
 async def stops(
     request: Request, principal: CurrentUser, vehicle_id: UUID, start: From = None, end: To = None
 ) -> StopsPage:
-    analysis = await _vehicle_analysis(request, principal.org_id, vehicle_id, start, end)
+    """A vehicle's stops (standing at least `min_stop_duration_s`), ranges up to a year."""
+    segments = await _segments(request, principal.org_id, vehicle_id, start, end)
     return StopsPage(
         vehicle_id=vehicle_id,
-        items=[StopOut.model_validate(s, from_attributes=True) for s in analysis.stops],
+        items=[
+            StopOut.model_validate(s, from_attributes=True) for s in segments if isinstance(s, Stop)
+        ],
     )
 
 
