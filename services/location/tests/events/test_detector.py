@@ -577,3 +577,11 @@ async def test_maintenance_due_by_counted_distance_and_engine_hours(env):
     meters = json.loads(await redis.hget(detection_state_key(car.device_id), METERS_FIELD))
     assert meters["odometer_km"] == 20.0
     assert meters["engine_hours"] == pytest.approx(5.0 + 10 / 3600, abs=1e-4)
+
+    # Moved to another vehicle (entered with the same meters): counts on from that one's.
+    await detector.positions_committed([car.at(here.lat, here.lon + 0.001, speed_kph=36)])
+    car.vehicle_id = uuid.uuid4()
+    infos[car.device_id] = maintained(car, odometer_km=20.0, engine_hours=5.0)
+    await detector.positions_committed([car.at(here.lat, here.lon + 0.001, speed_kph=0)])
+    meters = json.loads(await redis.hget(detection_state_key(car.device_id), METERS_FIELD))
+    assert meters == {"vehicle_id": str(car.vehicle_id), "odometer_km": 20.0, "engine_hours": 5.0}

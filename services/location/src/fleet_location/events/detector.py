@@ -669,14 +669,20 @@ class EventDetector:
         Odometer: the device's own (Teltonika IO 16, `odometer` in telemetry) when it sends
         one, else the moving distance counted on from the vehicle's entered `odometer_km`.
         Engine hours: ignition-on time (gaps longer than `offline_after_s` not counted) on
-        from the vehicle's entered `engine_hours`. Entering a new value on the vehicle resets
-        the count to it. A due point is raised once; servicing moves it, and re-arms it.
+        from the vehicle's entered `engine_hours`. Entering a new value on the vehicle, or
+        moving the device to another vehicle, resets the count to the vehicle's value. A due
+        point is raised once; servicing moves it, and re-arms it.
         """
         if info is not None:
-            if info.odometer_km is not None and info.odometer_km != state.get("odo_seed"):
-                state["odo"] = state["odo_seed"] = info.odometer_km
-            if info.engine_hours is not None and info.engine_hours != state.get("eng_seed"):
-                state["eng"] = state["eng_seed"] = info.engine_hours
+            # A seed is the vehicle and its entered value: a device moved to another vehicle
+            # counts on from that one's meters, not from its last vehicle's.
+            vehicle = str(info.vehicle_id) if info.vehicle_id else None
+            seed = [vehicle, info.odometer_km]
+            if info.odometer_km is not None and seed != state.get("odo_seed"):
+                state["odo"], state["odo_seed"] = info.odometer_km, seed
+            seed = [vehicle, info.engine_hours]
+            if info.engine_hours is not None and seed != state.get("eng_seed"):
+                state["eng"], state["eng_seed"] = info.engine_hours, seed
         if p.odometer_km is not None:
             state["odo"] = p.odometer_km
         else:
