@@ -3,7 +3,9 @@
 Starts a throwaway PostgreSQL+PostGIS and Redis (fleet_devstack), migrates the location
 database, creates 1,000 geofences (half polygons, half circles) scattered over a city, then
 feeds the same stream of positions (many devices driving, in ingest-sized batches) through
-`EventDetector.positions_committed` for an org with the geofences and for one without.
+`EventDetector.positions_committed` for an org with the geofences and for one without, and
+once more with the geofences and two maintenance schedules on every vehicle (the cached
+device the detector reads them from, as the device directory gives it).
 
     uv run python services/location/bench/detection.py [--devices 200] [--batches 100]
 """
@@ -28,6 +30,7 @@ from fleet_location.config import Settings
 from fleet_location.events import create_event_detector
 from fleet_location.geofences import service
 from fleet_location.geofences.schemas import GeofenceCreate
+from fleet_location.ingest.parsing import DeviceInfo, MaintenanceDuePoint
 from fleet_location.positions.model import Position
 
 CENTER_LAT, CENTER_LON = 10.78, 106.70
@@ -124,17 +127,34 @@ async def run(args) -> None:
             for i in range(args.geofences):
                 await service.create_geofence(session, busy, GeofenceCreate(**geofence(i, rng)))
         detector = create_event_detector(settings, redis, sessionmaker, lambda _d: 80.0)
+        # Due points far ahead: what every position costs is the check, not the event.
+        schedules = (
+            MaintenanceDuePoint("oil", "Oil change", "odometer_km", 1e6),
+            MaintenanceDuePoint("check", "Engine check", "engine_hours", 1e5),
+        )
+
+        def maintained(device_id):
+            return DeviceInfo(device_id, "bench", device_id, busy, maintenance=schedules)
+
+        with_maintenance = create_event_detector(
+            settings, redis, sessionmaker, lambda _d: 80.0, maintained
+        )
         results = {}
-        for label, org in (("0 geofences", empty), (f"{args.geofences} geofences", busy)):
+        for label, org, judge in (
+            ("0 geofences", empty, detector),
+            (f"{args.geofences} geofences", busy, detector),
+            ("+ maintenance", busy, with_maintenance),
+        ):
             warm = batches(org, args.devices, 5, args.batch_size, random.Random(1))
-            await measure(detector, warm)
+            await measure(judge, warm)
             work = batches(org, args.devices, args.batches, args.batch_size, random.Random(2))
-            results[label] = await measure(detector, work)
+            results[label] = await measure(judge, work)
         events = await redis.xlen("fleet:events")
         for label, rate in results.items():
             print(f"{label:>16}: {rate:10,.0f} positions/s")
         rates = list(results.values())
         print(f"ratio (with / without geofences): {rates[1] / rates[0]:.2f}")
+        print(f"ratio (with / without maintenance, both with geofences): {rates[2] / rates[1]:.2f}")
         print(f"events published: {events}")
         await redis.aclose()
         await engine.dispose()

@@ -33,7 +33,7 @@ from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
 from fleet_location.ingest.metrics import DEVICES_SEEN
-from fleet_location.ingest.parsing import DeviceInfo
+from fleet_location.ingest.parsing import DeviceInfo, MaintenanceDuePoint
 from fleet_location.positions.model import Position
 
 log = get_logger(__name__)
@@ -418,12 +418,15 @@ class EventDetector:
             state["org"] = str(positions[-1].org_id)
             if positions[-1].vehicle_id is not None:
                 state["veh"] = str(positions[-1].vehicle_id)
+            if info is not None:
+                self._sync_vehicle(state, info)
+            schedules = info.maintenance if info is not None else ()
             for p in positions:
                 ts = p.recorded_at.timestamp()
                 if ts <= last:
                     continue
                 self._step(
-                    state, p, ts, inside[id(p)], vehicle_limit, known_geofences, info, events
+                    state, p, ts, inside[id(p)], vehicle_limit, known_geofences, schedules, events
                 )
                 last = state["last"] = ts
             return events
@@ -438,7 +441,7 @@ class EventDetector:
         geofences: list[IndexedGeofence],
         vehicle_limit: float | None,
         known_geofences: frozenset[str],
-        info: DeviceInfo | None,
+        schedules: tuple[MaintenanceDuePoint, ...],
         events: list[Event],
     ) -> None:
         cfg = self.config
@@ -538,7 +541,7 @@ class EventDetector:
             state["ign"] = ignition
 
         moved_m = self._trip_step(state, p, ts, speed, emit)
-        self._meter_step(state, p, ts, moved_m, engine_was_on, info, emit)
+        self._meter_step(state, p, ts, moved_m, engine_was_on, schedules, emit)
 
         # Alarms (SOS, power cut, tamper...) as `attrs.alarm` names them: once per raising.
         alarm = p.attrs.get("alarm") if p.attrs else None
@@ -654,6 +657,23 @@ class EventDetector:
         state["tp"] = [ts, p.lat, p.lon, still_here]
         return moved_m
 
+    def _sync_vehicle(self, state: State, info: DeviceInfo) -> None:
+        """Once a batch, what the vehicle service says: the entered meters (a new value on
+        the vehicle, or another vehicle, resets the count to it), and the due points still
+        scheduled (one serviced or deleted is forgotten, so its next point is raised)."""
+        vehicle = str(info.vehicle_id) if info.vehicle_id else None
+        seed = [vehicle, info.odometer_km]
+        if info.odometer_km is not None and seed != state.get("odo_seed"):
+            state["odo"], state["odo_seed"] = info.odometer_km, seed
+        seed = [vehicle, info.engine_hours]
+        if info.engine_hours is not None and seed != state.get("eng_seed"):
+            state["eng"], state["eng_seed"] = info.engine_hours, seed
+        raised = state.get("mnt")
+        if raised:
+            scheduled = {s.id: s.next_due for s in info.maintenance}
+            kept = {sid: due for sid, due in raised.items() if scheduled.get(sid) == due}
+            state["mnt"] = kept or None
+
     def _meter_step(
         self,
         state: State,
@@ -661,7 +681,7 @@ class EventDetector:
         ts: float,
         moved_m: float,
         engine_was_on: bool,
-        info: DeviceInfo | None,
+        schedules: tuple[MaintenanceDuePoint, ...],
         emit: Callable[[str, dict[str, Any]], None],
     ) -> None:
         """The vehicle's meters, and `maintenance_due` once per due point they reach.
@@ -669,20 +689,9 @@ class EventDetector:
         Odometer: the device's own (Teltonika IO 16, `odometer` in telemetry) when it sends
         one, else the moving distance counted on from the vehicle's entered `odometer_km`.
         Engine hours: ignition-on time (gaps longer than `offline_after_s` not counted) on
-        from the vehicle's entered `engine_hours`. Entering a new value on the vehicle, or
-        moving the device to another vehicle, resets the count to the vehicle's value. A due
-        point is raised once; servicing moves it, and re-arms it.
+        from the vehicle's entered `engine_hours` (`_sync_vehicle`). A due point is raised
+        once; servicing moves it, and re-arms it.
         """
-        if info is not None:
-            # A seed is the vehicle and its entered value: a device moved to another vehicle
-            # counts on from that one's meters, not from its last vehicle's.
-            vehicle = str(info.vehicle_id) if info.vehicle_id else None
-            seed = [vehicle, info.odometer_km]
-            if info.odometer_km is not None and seed != state.get("odo_seed"):
-                state["odo"], state["odo_seed"] = info.odometer_km, seed
-            seed = [vehicle, info.engine_hours]
-            if info.engine_hours is not None and seed != state.get("eng_seed"):
-                state["eng"], state["eng_seed"] = info.engine_hours, seed
         if p.odometer_km is not None:
             state["odo"] = p.odometer_km
         else:
@@ -693,19 +702,13 @@ class EventDetector:
             if gap_s <= self.config.offline_after_s:
                 state["eng"] = state.get("eng", 0.0) + gap_s / 3600.0
 
-        schedules = info.maintenance if info is not None else ()
-        raised = state.get("mnt")
-        if not schedules and not raised:
-            return
-        raised = raised or {}
-        kept: dict[str, float] = {}
         for schedule in schedules:
-            if raised.get(schedule.id) == schedule.next_due:
-                kept[schedule.id] = schedule.next_due
+            reading = state["odo"] if schedule.meter == "odometer_km" else state.get("eng", 0.0)
+            if reading < schedule.next_due:
                 continue
-            reading = state.get("odo" if schedule.meter == "odometer_km" else "eng", 0.0)
-            if reading >= schedule.next_due:
-                kept[schedule.id] = schedule.next_due
+            raised = state.get("mnt") or {}
+            if raised.get(schedule.id) != schedule.next_due:
+                state["mnt"] = {**raised, schedule.id: schedule.next_due}
                 emit(
                     "maintenance_due",
                     {
@@ -716,7 +719,6 @@ class EventDetector:
                         "reading": round(reading, 3),
                     },
                 )
-        state["mnt"] = kept or None
 
     def _add_vehicle_group(self, device: Any, state: State, events: list[Event]) -> None:
         """Events carry their vehicle's group, for alert rules on groups: the cached device's,
