@@ -325,3 +325,83 @@ async def test_rules_on_vehicle_groups_follow_the_vehicles_group(platform, api):
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+async def test_maintenance_due_alerts_once_per_due_point_and_servicing_moves_it(platform, api):
+    """The schedule travels from the vehicle service to the location service's detector; the
+    device's odometer crosses it: one event, one alert (the rule has no cooldown); servicing
+    at the counted meter moves the due point, and only its crossing alerts again."""
+    headers = await register(api)
+    vehicle = await post(
+        api, "/vehicles", headers, {"name": "Truck", "plate": f"MNT-{uuid.uuid4().hex[:6]}"}
+    )
+    uid = f"e2e-{uuid.uuid4().hex[:12]}"
+    device = await post(
+        api, "/devices", headers, {"uid": uid, "name": "T", "vehicle_id": vehicle["id"]}
+    )
+    schedules = f"/vehicles/{vehicle['id']}/maintenance"
+    oil = await post(
+        api,
+        schedules,
+        headers,
+        {"name": "Oil change", "meter": "odometer_km", "interval": 500, "next_due": 1000},
+    )
+    await post(
+        api,
+        "/alert-rules",
+        headers,
+        {
+            "name": "Service",
+            "channels": ["in_app"],
+            "cooldown_s": 0,
+            "event_types": ["maintenance_due"],
+        },
+    )
+    credentials = device["credentials"]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid)
+    client.username_pw_set(credentials["username"], credentials["password"])
+    client.connect("127.0.0.1", platform.mqtt_port)
+    client.loop_start()
+
+    async def report(*odometers_km: float) -> None:
+        for odometer_km in odometers_km:
+            payload = {
+                "ts": datetime.now(UTC).isoformat(),
+                "lat": 10.775,
+                "lon": 106.69,
+                "odometer": odometer_km,
+            }
+            client.publish(f"fleet/{uid}/telemetry", json.dumps(payload), qos=1).wait_for_publish(
+                TIMEOUT_S
+            )
+            await asyncio.sleep(0.05)
+
+    def due(found: list[dict]) -> list[float]:
+        return sorted(a["details"]["next_due"] for a in found if a["type"] == "maintenance_due")
+
+    try:
+        await report(990, 999.5, 1000.5, 1001, 1002)
+        alerts = await wait_for_alerts(api, headers, due)
+        [alert] = [a for a in alerts if a["type"] == "maintenance_due"]
+        assert alert["vehicle_id"] == vehicle["id"]
+        assert alert["details"]["maintenance_id"] == oil["id"]
+        assert alert["details"]["reading"] == 1000.5
+
+        listed = (await api.get(schedules, headers=headers)).json()["items"]
+        assert (listed[0]["current_reading"], listed[0]["due"]) == (1002, True)
+        serviced = await api.post(f"{schedules}/{oil['id']}/service", headers=headers)
+        assert serviced.status_code == 200, serviced.text
+        assert serviced.json()["next_due"] == 1502  # serviced at the counted 1002 km
+        await report(1003, 1400)
+        # Until the location service has the new due point, a crossing would find none.
+        deadline = time.monotonic() + TIMEOUT_S
+        odometer_km = 1502.0
+        while len(due(await alerts_of(api, headers))) < 2:
+            assert time.monotonic() < deadline, "the serviced schedule never came due"
+            await report(odometer_km)
+            odometer_km += 1
+            await asyncio.sleep(0.2)
+        assert due(await alerts_of(api, headers)) == [1000, 1502]
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -304,3 +304,47 @@ async def test_the_api_docs_page_works_offline(page, e2e_gateway, context):
     assert await page.locator(".opblock").count() > 20
     assert context.blocked == []  # type: ignore[attr-defined]
     await screenshot(page, "api-docs")
+
+
+async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
+    page, e2e_gateway, make_org
+):
+    org = make_org()
+    truck = org.add_vehicle("Truck", 106.690, 10.772, odometer_km=4900)
+    org.publish(truck, odometer=5100)  # the device's own odometer: the meter now
+    schedules = f"/vehicles/{truck.vehicle_id}/maintenance"
+    org.post(
+        schedules,
+        {"name": "Oil change", "meter": "odometer_km", "interval": 5000, "next_due": 5000},
+    )
+
+    await sign_in(page, e2e_gateway, org.email)
+    await page.goto(e2e_gateway.url + "/admin?tab=vehicles")
+    await page.get_by_test_id("vehicle-maintenance").click()
+    table = page.get_by_test_id("maintenance-schedules")
+
+    async def oil_due():
+        text = await table.inner_text()
+        return "Oil change" in text and "5,100" in text and "due" in text
+
+    await eventually(oil_due)  # the location service counted the meter the device sent
+    await page.get_by_test_id("maintenance-name").fill("Engine check")
+    await (
+        page.get_by_test_id("maintenance-form")
+        .get_by_role("combobox")
+        .select_option("engine_hours")
+    )
+    await page.get_by_test_id("maintenance-interval").fill("250")
+    await page.get_by_test_id("maintenance-form").get_by_role("button").click()
+    await table.get_by_text("Engine check").wait_for()
+    oil = table.get_by_role("row").filter(has_text="Oil change")
+    await oil.get_by_test_id("maintenance-serviced").click()
+
+    async def serviced():
+        response = org.api.get(schedules, headers=org.headers)
+        found = {s["name"]: s["next_due"] for s in response.json()["items"]}
+        return found if found["Oil change"] != 5000 else None
+
+    assert await eventually(serviced) == {"Oil change": 10100, "Engine check": 250}
+    await table.get_by_text("10,100").wait_for()
+    await screenshot(page, "maintenance-serviced")

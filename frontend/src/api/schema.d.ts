@@ -737,6 +737,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/vehicles/{vehicle_id}/maintenance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Schedules
+         * @description The vehicle's maintenance schedules, the soonest due first, with its meter now.
+         */
+        get: operations["list_schedules_api_v1_vehicles__vehicle_id__maintenance_get"];
+        put?: never;
+        /**
+         * Create Schedule
+         * @description A recurring service, due when the vehicle's meter (`odometer_km` or `engine_hours`) reaches `next_due`; then a `maintenance_due` event is raised, once per due point.
+         */
+        post: operations["create_schedule_api_v1_vehicles__vehicle_id__maintenance_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/vehicles/{vehicle_id}/maintenance/{schedule_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Schedule */
+        get: operations["get_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete Schedule */
+        delete: operations["delete_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__delete"];
+        options?: never;
+        head?: never;
+        /** Update Schedule */
+        patch: operations["update_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/vehicles/{vehicle_id}/maintenance/{schedule_id}/service": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Service Schedule
+         * @description Record that the service was done: `next_due` becomes the meter at the service (`reading`, default the vehicle's meter now) plus the interval, and the next crossing raises `maintenance_due` again.
+         */
+        post: operations["service_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__service_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/vehicles/{vehicle_id}/stops": {
         parameters: {
             query?: never;
@@ -1297,6 +1360,12 @@ export interface components {
             http_key_sha256: string | null;
             /** Http Key Required */
             http_key_required: boolean;
+            /** Odometer Km */
+            odometer_km: number | null;
+            /** Engine Hours */
+            engine_hours: number | null;
+            /** Maintenance */
+            maintenance: components["schemas"]["MaintenanceDuePoint"][];
         };
         /** DeviceLookupPage */
         DeviceLookupPage: {
@@ -1725,6 +1794,109 @@ export interface components {
             /** Refresh Token */
             refresh_token?: string | null;
         };
+        /** MaintenanceCreate */
+        MaintenanceCreate: {
+            /**
+             * Name
+             * @description What is done, e.g. `Oil change`
+             */
+            name: string;
+            meter: components["schemas"]["MaintenanceMeter"];
+            /**
+             * Interval
+             * @description In the meter's unit (km or h), > 0
+             */
+            interval: number;
+            /**
+             * Next Due
+             * @description The meter value it is first due at; default: the current one + interval
+             */
+            next_due?: number | null;
+        };
+        /** MaintenanceDuePoint */
+        MaintenanceDuePoint: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            meter: components["schemas"]["MaintenanceMeter"];
+            /** Next Due */
+            next_due: number;
+        };
+        /**
+         * MaintenanceMeter
+         * @enum {string}
+         */
+        MaintenanceMeter: "odometer_km" | "engine_hours";
+        /** MaintenanceOut */
+        MaintenanceOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Vehicle Id
+             * Format: uuid
+             */
+            vehicle_id: string;
+            /** Name */
+            name: string;
+            meter: components["schemas"]["MaintenanceMeter"];
+            /** Interval */
+            interval: number;
+            /** Next Due */
+            next_due: number;
+            /**
+             * Current Reading
+             * @description The vehicle's meter now, as the location service counts it
+             */
+            current_reading: number;
+            /**
+             * Due
+             * @description The meter has reached `next_due`
+             */
+            due: boolean;
+            /** Last Serviced At */
+            last_serviced_at: string | null;
+            /** Last Serviced Reading */
+            last_serviced_reading: number | null;
+            /** Last Serviced By */
+            last_serviced_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** MaintenanceServiced */
+        MaintenanceServiced: {
+            /**
+             * Reading
+             * @description The meter at the service; default: the vehicle's current meter
+             */
+            reading?: number | null;
+        };
+        /**
+         * MaintenanceUpdate
+         * @description Only the fields sent change; the meter of a schedule is fixed.
+         */
+        MaintenanceUpdate: {
+            /** Name */
+            name?: string | null;
+            /** Interval */
+            interval?: number | null;
+            /** Next Due */
+            next_due?: number | null;
+        };
         /** MeOut */
         MeOut: {
             user: components["schemas"]["UserOut"];
@@ -1850,6 +2022,17 @@ export interface components {
         Page_DriverOut_: {
             /** Items */
             items: components["schemas"]["DriverOut"][];
+            /** Total */
+            total: number;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+        };
+        /** Page[MaintenanceOut] */
+        Page_MaintenanceOut_: {
+            /** Items */
+            items: components["schemas"]["MaintenanceOut"][];
             /** Total */
             total: number;
             /** Limit */
@@ -2188,10 +2371,16 @@ export interface components {
             notes?: string | null;
             /**
              * Odometer Km
-             * @description km
+             * @description km; setting it resets the counted odometer to it
              * @default 0
              */
             odometer_km: number;
+            /**
+             * Engine Hours
+             * @description h; setting it resets the counted engine hours to it
+             * @default 0
+             */
+            engine_hours: number;
         };
         /** VehicleOut */
         VehicleOut: {
@@ -2229,6 +2418,8 @@ export interface components {
             notes: string | null;
             /** Odometer Km */
             odometer_km: number;
+            /** Engine Hours */
+            engine_hours: number;
             /** Current Driver Id */
             current_driver_id?: string | null;
             /**
@@ -2308,6 +2499,8 @@ export interface components {
             notes?: string | null;
             /** Odometer Km */
             odometer_km?: number | null;
+            /** Engine Hours */
+            engine_hours?: number | null;
         };
         /** WebhookIn */
         WebhookIn: {
@@ -4322,6 +4515,223 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_schedules_api_v1_vehicles__vehicle_id__maintenance_get: {
+        parameters: {
+            query?: {
+                /** @description Page size */
+                limit?: number;
+                /** @description Rows to skip */
+                offset?: number;
+            };
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                vehicle_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_MaintenanceOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_schedule_api_v1_vehicles__vehicle_id__maintenance_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                vehicle_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MaintenanceCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MaintenanceOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__get: {
+        parameters: {
+            query?: never;
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                vehicle_id: string;
+                schedule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MaintenanceOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                vehicle_id: string;
+                schedule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    update_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__patch: {
+        parameters: {
+            query?: never;
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                vehicle_id: string;
+                schedule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MaintenanceUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MaintenanceOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    service_schedule_api_v1_vehicles__vehicle_id__maintenance__schedule_id__service_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                authorization?: string | null;
+            };
+            path: {
+                vehicle_id: string;
+                schedule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["MaintenanceServiced"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MaintenanceOut"];
                 };
             };
             /** @description Validation Error */

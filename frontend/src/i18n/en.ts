@@ -106,6 +106,7 @@ export const en = {
     trip_start: "Trip started",
     trip_end: "Trip ended",
     alarm: "Alarm",
+    maintenance_due: "Maintenance due",
   },
   geofences: {
     title: "Geofences",
@@ -184,6 +185,19 @@ export const en = {
     source: "Source",
     receivedAt: "Received",
     payload: "Payload",
+  },
+  maintenance: {
+    open: "Maintenance",
+    title: "Maintenance of {{vehicle}}",
+    meter: "By",
+    meters: { odometer_km: "Odometer", engine_hours: "Engine hours" },
+    unit: { odometer_km: "km", engine_hours: "h" },
+    interval: "Every ({{unit}})",
+    every: "Every",
+    now: "Meter now",
+    nextDue: "Next due",
+    due: "due",
+    serviced: "Serviced",
   },
   profile: { title: "Profile", org: "Organisation", timeZone: "Time zone" },
   rules: {

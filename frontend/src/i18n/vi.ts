@@ -114,6 +114,7 @@ export const vi: Messages = {
     trip_start: "Bắt đầu chuyến",
     trip_end: "Kết thúc chuyến",
     alarm: "Báo động",
+    maintenance_due: "Đến hạn bảo dưỡng",
   },
   geofences: {
     title: "Vùng địa lý",
@@ -192,6 +193,19 @@ export const vi: Messages = {
     source: "Nguồn",
     receivedAt: "Nhận lúc",
     payload: "Dữ liệu",
+  },
+  maintenance: {
+    open: "Bảo dưỡng",
+    title: "Bảo dưỡng xe {{vehicle}}",
+    meter: "Theo",
+    meters: { odometer_km: "Số km", engine_hours: "Giờ máy" },
+    unit: { odometer_km: "km", engine_hours: "giờ" },
+    interval: "Mỗi ({{unit}})",
+    every: "Mỗi",
+    now: "Đồng hồ hiện tại",
+    nextDue: "Lần tới",
+    due: "đến hạn",
+    serviced: "Đã bảo dưỡng",
   },
   profile: { title: "Hồ sơ", org: "Tổ chức", timeZone: "Múi giờ" },
   rules: {

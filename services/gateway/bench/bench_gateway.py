@@ -7,6 +7,13 @@ the gateway: first one request at a time (latency), then with concurrent clients
 (throughput). Goal: the gateway adds at most 2 ms at p50 and keeps at least half the direct
 throughput.
 
+The revocation check's cost is measured the same way in the same run: the gateway against a
+second gateway process without it (`no_revocation_app.py`), each connection a user of its own
+(`--users`), so the check's once-a-second Redis read per user is in the figures too. On a
+busy machine those differences drown in the noise, so the check is also timed in process
+(`RevocationList.is_revoked` against the run's Redis, as the gateway calls it): its cost
+per request and that of the Redis read behind a cache miss.
+
 The machine is usually shared, so one measurement is not trusted: after a warm-up, each
 mode runs several rounds, direct and gateway back to back in alternating order, and the
 figures reported are medians over rounds; the added latency and the throughput ratio are
@@ -36,6 +43,8 @@ import httptools
 import httpx
 import uvloop
 
+from fleet_common.auth import Principal, RevocationList, Role
+from fleet_common.redis import create_redis
 from fleet_devstack.servers import free_port, remove_tree
 from fleet_devstack.stack import REPO_ROOT, Stack, migrate, service_command, wait_until_live
 
@@ -56,11 +65,13 @@ def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Pope
     return process
 
 
-def trivial_command(port: int) -> list[str]:
-    """The trivial app under uvicorn with the services' options (their command, another app)."""
+def bench_app_command(port: int, app: str) -> list[str]:
+    """An app of this folder under uvicorn with the services' options (their command)."""
     command = service_command("gateway", port)
     app_at = command.index("fleet_gateway.main:create_app")
-    command[app_at : app_at + 2] = ["trivial_app:app", "--app-dir", str(BENCH_DIR)]
+    command[app_at : app_at + 1] = [app, "--app-dir", str(BENCH_DIR)]
+    if not app.endswith(":create_app"):
+        command.remove("--factory")
     return command
 
 
@@ -126,19 +137,23 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run_load(
     url: str,
-    headers: dict[str, str],
+    headers: dict[str, str] | list[dict[str, str]],
     *,
     concurrency: int,
     duration_s: float,
     server_pid: int | None = None,
 ) -> Run:
-    """Closed-loop load for `duration_s`: every response must be a 200."""
+    """Closed-loop load for `duration_s`: every response must be a 200. With a list of
+    headers, connection i sends the i-th (modulo): one user per connection."""
     target = httpx.URL(url)
-    raw = (
-        f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.netloc.decode()}\r\n"
-        + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        + "\r\n"
-    ).encode()
+    raws = [
+        (
+            f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.netloc.decode()}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in each.items())
+            + "\r\n"
+        ).encode()
+        for each in (headers if isinstance(headers, list) else [headers])
+    ]
     loop = asyncio.get_running_loop()
     connections = [
         (await loop.create_connection(_Connection, target.host, target.port))[1]
@@ -147,7 +162,7 @@ async def run_load(
     latencies: list[float] = []
     deadline = time.perf_counter() + duration_s
 
-    async def worker(connection: _Connection) -> None:
+    async def worker(connection: _Connection, raw: bytes) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             status = await connection.request(raw)
@@ -158,7 +173,7 @@ async def run_load(
     cpu_before = cpu_seconds(server_pid) if server_pid else None
     began = time.perf_counter()
     try:
-        await asyncio.gather(*(worker(c) for c in connections))
+        await asyncio.gather(*(worker(c, raws[i % len(raws)]) for i, c in enumerate(connections)))
     finally:
         for connection in connections:
             connection.transport.close()
@@ -180,11 +195,14 @@ async def run_load(
 
 @dataclass
 class Comparison:
+    """Rounds of a baseline target (`direct`) and the measured one (`gateway`)."""
+
     direct: list[Run]
     gateway: list[Run]
+    names: tuple[str, str] = ("direct", "gateway")
 
     def pairs(self) -> list[tuple[Run, Run]]:
-        """(direct, gateway) of each round: measured back to back."""
+        """(baseline, measured) of each round: measured back to back."""
         return list(zip(self.direct, self.gateway, strict=True))
 
     @property
@@ -198,18 +216,20 @@ class Comparison:
 
 async def compare(
     targets: dict[str, str],
-    headers: dict[str, str],
+    headers: dict[str, str] | list[dict[str, str]],
     *,
     concurrency: int,
     rounds: int,
     duration_s: float,
-    gateway_pid: int,
+    pids: dict[str, int],
 ) -> Comparison:
-    runs: dict[str, list[Run]] = {"direct": [], "gateway": []}
+    """`targets`: the baseline first, then the measured one; `pids`: whose CPU to count."""
+    baseline, measured = targets
+    runs: dict[str, list[Run]] = {baseline: [], measured: []}
     for name in runs:  # warm-up: connections, caches, lazy imports
         await run_load(targets[name], headers, concurrency=concurrency, duration_s=1.0)
     for i in range(rounds):
-        order = ("direct", "gateway") if i % 2 == 0 else ("gateway", "direct")
+        order = (baseline, measured) if i % 2 == 0 else (measured, baseline)
         for name in order:
             runs[name].append(
                 await run_load(
@@ -217,29 +237,67 @@ async def compare(
                     headers,
                     concurrency=concurrency,
                     duration_s=duration_s,
-                    server_pid=gateway_pid if name == "gateway" else None,
+                    server_pid=pids.get(name),
                 )
             )
-    return Comparison(runs["direct"], runs["gateway"])
+    return Comparison(runs[baseline], runs[measured], (baseline, measured))
 
 
-def report(title: str, comparison: Comparison) -> None:
+def _cpu(runs: list[Run]) -> str:
+    cpu = [r.cpu_ms_per_request for r in runs if r.cpu_ms_per_request is not None]
+    return f"{statistics.median(cpu):.3f}" if cpu else "-"
+
+
+def report(title: str, comparison: Comparison, what: str = "gateway") -> None:
+    """`what` is what the measured target adds to the baseline (the gateway, a check)."""
+    baseline, measured = comparison.names
     print(f"\n{title}: median of {len(comparison.direct)} rounds")
-    print(f"  {'target':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}")
-    for name, runs in (("direct", comparison.direct), ("gateway", comparison.gateway)):
+    header = f"  {'target':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}"
+    print(header + f"{'CPU ms/req':>12}")
+    for name, runs in ((baseline, comparison.direct), (measured, comparison.gateway)):
         print(
-            f"  {name:<10}{statistics.median(r.rps for r in runs):>10.0f}"
+            f"  {name:<16}{statistics.median(r.rps for r in runs):>10.0f}"
             f"{statistics.median(r.p50 for r in runs):>10.2f}"
             f"{statistics.median(r.p99 for r in runs):>10.2f}"
-            f"{sum(r.requests for r in runs):>10}"
+            f"{sum(r.requests for r in runs):>10}{_cpu(runs):>12}"
         )
     added = [f"{g.p50 - d.p50:.2f}" for d, g in comparison.pairs()]
-    cpu = [g.cpu_ms_per_request for g in comparison.gateway if g.cpu_ms_per_request is not None]
     print(f"  added p50 per round (ms): {' '.join(added)}")
     print(
-        f"  gateway adds {comparison.added_p50:.2f} ms at p50; keeps "
-        f"{comparison.ratio:.0%} of direct throughput"
-        + (f"; gateway CPU {statistics.median(cpu):.2f} ms/request" if cpu else "")
+        f"  {what} adds {comparison.added_p50:.2f} ms at p50; keeps "
+        f"{comparison.ratio:.0%} of {baseline} throughput"
+    )
+
+
+async def time_revocation_check(redis_url: str, users: int, checks: int = 200_000) -> None:
+    """µs per `is_revoked` as requests of `users` users call it for a few seconds (the
+    one-second cache re-read as it expires), and µs per read of a user's revocations."""
+    redis = create_redis(redis_url)
+    try:
+        revocations = RevocationList(redis)
+        now_s = int(time.time())
+        principals = [
+            Principal(uuid.uuid4(), uuid.uuid4(), Role.dispatcher, uuid.uuid4().hex, now_s + 900)
+            for _ in range(users)
+        ]
+        for principal in principals:
+            await revocations.is_revoked(principal)
+        started = time.perf_counter()
+        for i in range(checks):
+            await revocations.is_revoked(principals[i % users])
+        per_check_us = (time.perf_counter() - started) * 1e6 / checks
+        reads = 2000
+        started = time.perf_counter()
+        for i in range(reads):
+            revocations.forget(principals[i % users].user_id)
+            await revocations.is_revoked(principals[i % users])
+        per_read_us = (time.perf_counter() - started) * 1e6 / reads
+    finally:
+        await redis.aclose()
+    print(
+        f"\nrevocation check in process: {per_check_us:.2f} µs per request ({users} users, "
+        f"{checks} checks, cache re-read each second), {per_read_us:.0f} µs per Redis read "
+        "(once a second per active user)"
     )
 
 
@@ -258,7 +316,11 @@ async def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per mode (median)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--users", type=int, default=0, help="users the connections sign in as (default: one each)"
+    )
     args = parser.parse_args()
+    users = args.users or args.concurrency
 
     base = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     os.chmod(base, 0o755)  # noqa: S103 - PostgreSQL runs as another user and must enter
@@ -272,6 +334,7 @@ async def main() -> int:
         stack.redis.start()
         stack.postgres.create_database("auth_db")
         auth_port, gateway_port, trivial_port = free_port(), free_port(), free_port()
+        unchecked_port = free_port()
         auth_url = f"http://127.0.0.1:{auth_port}"
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         env = {
@@ -289,21 +352,28 @@ async def main() -> int:
         processes.append(start(service_command("auth", auth_port), auth_port, env))
         gateway = start(service_command("gateway", gateway_port), gateway_port, env)
         processes.append(gateway)
-        trivial = start(trivial_command(trivial_port), trivial_port, {})
+        unchecked = start(
+            bench_app_command(unchecked_port, "no_revocation_app:create_app"), unchecked_port, env
+        )
+        processes.append(unchecked)
+        trivial = start(bench_app_command(trivial_port, "trivial_app:app"), trivial_port, {})
         processes.append(trivial)
 
         async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.post(
-                f"{auth_url}/api/v1/auth/register",
-                json={
-                    "org_name": "Bench",
-                    "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                    "password": "Bench-Passw0rd-2026",
-                    "full_name": "Bench Mark",
-                },
-            )
-        registered = response.json()
-        headers = {"Authorization": f"Bearer {registered['access_token']}"}
+            all_headers = []
+            for _ in range(users):
+                response = await client.post(
+                    f"{auth_url}/api/v1/auth/register",
+                    json={
+                        "org_name": "Bench",
+                        "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
+                        "password": "Bench-Passw0rd-2026",
+                        "full_name": "Bench Mark",
+                    },
+                )
+                token = response.json()["access_token"]
+                all_headers.append({"Authorization": f"Bearer {token}"})
+        headers = all_headers[0]
         targets = {
             "direct": f"{auth_url}/api/v1/auth/me",
             "gateway": f"{gateway_url}/api/v1/auth/me",
@@ -337,22 +407,43 @@ async def main() -> int:
             concurrency=1,
             rounds=args.rounds,
             duration_s=args.duration,
-            gateway_pid=gateway.pid,
+            pids={"gateway": gateway.pid},
         )
         report("one request at a time (latency)", sequential)
         loaded = await compare(
             targets,
-            headers,
+            all_headers,
             concurrency=args.concurrency,
             rounds=args.rounds,
             duration_s=args.duration,
-            gateway_pid=gateway.pid,
+            pids={"gateway": gateway.pid},
         )
         report(f"{args.concurrency} concurrent clients (throughput)", loaded)
+
+        revocation_targets = {
+            "no revocation": f"http://127.0.0.1:{unchecked_port}/api/v1/auth/me",
+            "gateway": targets["gateway"],
+        }
+        pids = {"no revocation": unchecked.pid, "gateway": gateway.pid}
+        for title, concurrency in (("one request at a time", 1), ("concurrent", args.concurrency)):
+            checked = await compare(
+                revocation_targets,
+                all_headers,
+                concurrency=concurrency,
+                rounds=args.rounds,
+                duration_s=args.duration,
+                pids=pids,
+            )
+            report(
+                f"revocation check, {title} ({concurrency} of {users} users)",
+                checked,
+                "the revocation check",
+            )
 
         added_p50, ratio = sequential.added_p50, loaded.ratio
         latency_ok = added_p50 <= GOAL_ADDED_P50_MS
         throughput_ok = ratio >= GOAL_THROUGHPUT_RATIO
+        await time_revocation_check(stack.redis.url, users)
         print(f"\nend: {load_line()}")
         print(
             f"goal: adds <= {GOAL_ADDED_P50_MS:.0f} ms at p50 (unloaded): "

@@ -56,6 +56,9 @@ async def test_lookup_by_uid(client, org_a, internal_headers):
         "active": True,
         "http_key_sha256": hashlib.sha256(device["credentials"]["http_key"].encode()).hexdigest(),
         "http_key_required": True,
+        "odometer_km": 0.0,
+        "engine_hours": 0.0,
+        "maintenance": [],
     }
     for uid in ("no-such-device", "a%2Fb", "%24SYS", "x" * 200):
         missing = await client.get(f"/internal/devices/{uid}", headers=internal_headers)

@@ -11,6 +11,7 @@ import { formatDateTime } from "../../lib/format";
 import { useCan } from "../auth/session";
 import { useDrivers, useVehicles } from "../vehicles/api";
 import { CredentialsPanel } from "./CredentialsPanel";
+import { MaintenancePanel } from "./MaintenancePanel";
 
 // The API's own defaults, which the generated types make explicit.
 const VEHICLE_DEFAULTS = {
@@ -18,6 +19,7 @@ const VEHICLE_DEFAULTS = {
   status: "active" as const,
   tags: [] as string[],
   odometer_km: 0,
+  engine_hours: 0,
 };
 
 type Tab = "vehicles" | "drivers" | "devices" | "users" | "rejections";
@@ -42,6 +44,7 @@ function VehiclesTab() {
   const drivers = useDrivers();
   const refresh = useRefresh("vehicles");
   const [form, setForm] = useState({ name: "", plate: "", group: "" });
+  const [maintained, setMaintained] = useState<string | null>(null);
   const create = useMutation({
     mutationFn: async () =>
       unwrap(
@@ -147,6 +150,14 @@ function VehiclesTab() {
                   </select>
                 </td>
                 <td>
+                  <button
+                    type="button"
+                    aria-pressed={maintained === v.id}
+                    onClick={() => setMaintained(maintained === v.id ? null : v.id)}
+                    data-testid="vehicle-maintenance"
+                  >
+                    {t("maintenance.open")}
+                  </button>
                   <button type="button" onClick={() => remove.mutate(v.id)}>
                     {t("common.delete")}
                   </button>
@@ -156,6 +167,11 @@ function VehiclesTab() {
           </tbody>
         </table>
       </div>
+      {(vehicles.data ?? [])
+        .filter((v) => v.id === maintained)
+        .map((v) => (
+          <MaintenancePanel key={v.id} vehicle={v} />
+        ))}
     </>
   );
 }

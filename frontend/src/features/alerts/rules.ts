@@ -13,6 +13,7 @@ export const EVENT_TYPES: EventType[] = [
   "device_online",
   "device_offline",
   "low_battery",
+  "maintenance_due",
 ];
 export const CHANNELS: Channel[] = ["in_app", "email", "webhook", "push"];
 

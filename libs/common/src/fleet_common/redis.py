@@ -21,6 +21,16 @@ def live_channel(org_id: UUID | str) -> str:
     return f"fleet:live:{org_id}"
 
 
+def detection_state_key(device_id: UUID | str) -> str:
+    """The location service's detection state of a device: a hash whose `METERS_FIELD` holds
+    the device's meters (`{"vehicle_id", "odometer_km", "engine_hours"}`, JSON) for the
+    vehicle service's maintenance; the other fields are the detector's own."""
+    return f"fleet:detect:{device_id}"
+
+
+METERS_FIELD = "m"
+
+
 def create_redis(url: str) -> Redis:
     return Redis.from_url(
         url,

@@ -11,13 +11,13 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from fleet_common.db import create_engine, create_sessionmaker
-from fleet_common.redis import EVENTS_STREAM, latest_key
+from fleet_common.redis import EVENTS_STREAM, METERS_FIELD, detection_state_key, latest_key
 from fleet_location.config import Settings
 from fleet_location.events import EventDetector, create_event_detector
 from fleet_location.geofences import service
 from fleet_location.geofences.schemas import GeofenceCreate
 from fleet_location.ingest.devices import DeviceDirectory
-from fleet_location.ingest.parsing import DeviceInfo
+from fleet_location.ingest.parsing import DeviceInfo, MaintenanceDuePoint
 from fleet_location.positions.model import Position
 from fleet_location.trips.detection import Fix, analyse
 
@@ -526,3 +526,89 @@ async def test_first_ignition_known_is_no_change_and_a_long_silence_ends_a_trip(
     await detector.positions_committed([car.at(10.5, 106.5, speed_kph=0, dt_s=3600)])
     [end] = await events_of(redis, car, "trip_end")
     assert end["details"]["ended_at"] == "2026-11-22T08:00:30Z"
+
+
+def maintained(car: Device, *due: tuple[str, str, float], **meters) -> DeviceInfo:
+    """The cached device of `car`, its vehicle's entered meters and maintenance due points."""
+    points = tuple(MaintenanceDuePoint(id_, id_, meter, next_due) for id_, meter, next_due in due)
+    return DeviceInfo(car.device_id, "m", car.vehicle_id, car.org_id, maintenance=points, **meters)
+
+
+def detector_of(env, infos: dict[uuid.UUID, DeviceInfo]) -> EventDetector:
+    settings, sessionmaker, redis = env
+    return create_event_detector(settings, redis, sessionmaker, SPEED_LIMITS.get, infos.get)
+
+
+async def test_maintenance_due_once_per_due_point_by_the_devices_odometer(env):
+    _s, _sm, redis = env
+    car = Device()
+    infos = {car.device_id: maintained(car, ("oil", "odometer_km", 1000.0), odometer_km=10.0)}
+    detector = detector_of(env, infos)
+    await detector.positions_committed([car.at(odometer_km=km) for km in (990.0, 999.9)])
+    assert await events_of(redis, car, "maintenance_due") == []
+    # Crossing it raises it once, however many fixes follow (a replayed batch included).
+    crossing = [car.at(odometer_km=km) for km in (1000.2, 1003.0, 1010.0)]
+    await detector.positions_committed(crossing)
+    await detector.positions_committed(crossing)
+    [due] = await events_of(redis, car, "maintenance_due")
+    assert due["details"] == {
+        "maintenance_id": "oil",
+        "name": "oil",
+        "meter": "odometer_km",
+        "next_due": 1000.0,
+        "reading": 1000.2,
+    }
+    assert due["position"]["recorded_at"] == crossing[0].recorded_at.isoformat().replace(
+        "+00:00", "Z"
+    )
+    meters = json.loads(await redis.hget(detection_state_key(car.device_id), METERS_FIELD))
+    assert meters == {"vehicle_id": str(car.vehicle_id), "odometer_km": 1010.0, "engine_hours": 0}
+
+    # Serviced at 1010 km with a 5000 km interval: due again at 6010, not before.
+    infos[car.device_id] = maintained(car, ("oil", "odometer_km", 6010.0), odometer_km=10.0)
+    await detector.positions_committed([car.at(odometer_km=km) for km in (1020.0, 6009.0)])
+    assert len(await events_of(redis, car, "maintenance_due")) == 1
+    await detector.positions_committed([car.at(odometer_km=km) for km in (6010.0, 6011.0)])
+    assert [e["details"]["next_due"] for e in await events_of(redis, car, "maintenance_due")] == [
+        1000.0,
+        6010.0,
+    ]
+
+
+async def test_maintenance_due_by_counted_distance_and_engine_hours(env):
+    """A device without an odometer: its moving distance counted on from the vehicle's
+    entered odometer; engine hours: ignition-on time on from the entered hours."""
+    _s, _sm, redis = env
+    car = Device()
+    due = (("tyres", "odometer_km", 500.5), ("service", "engine_hours", 100.0))
+    infos = {car.device_id: maintained(car, *due, odometer_km=500.0, engine_hours=99.99)}
+    detector = detector_of(env, infos)
+    # 36 km/h, 10 s apart: 100 m and 10 s of engine time a fix.
+    drive = [car.at(10.6, 106.6 + i * 100 / 109_000, speed_kph=36, ignition=True) for i in range(8)]
+    await detector.positions_committed(drive[:4])
+    assert await events_of(redis, car, "maintenance_due") == []
+    await detector.positions_committed(drive[4:])
+    events = await events_of(redis, car, "maintenance_due")
+    assert [e["details"]["maintenance_id"] for e in events] == ["service", "tyres"]
+    hours, km = (e["details"]["reading"] for e in events)
+    assert hours == pytest.approx(100.0, abs=0.003)  # 36 s of engine time past 99.99 h
+    assert km == pytest.approx(500.5, abs=0.11)
+    meters = json.loads(await redis.hget(detection_state_key(car.device_id), METERS_FIELD))
+    assert meters["odometer_km"] == pytest.approx(500.7, abs=0.01)
+    assert meters["engine_hours"] == pytest.approx(99.99 + 70 / 3600, abs=1e-4)
+
+    # Entering new meters on the vehicle resets the count to them.
+    infos[car.device_id] = maintained(car, *due, odometer_km=20.0, engine_hours=5.0)
+    here = drive[-1]
+    await detector.positions_committed([car.at(here.lat, here.lon, speed_kph=0, ignition=False)])
+    meters = json.loads(await redis.hget(detection_state_key(car.device_id), METERS_FIELD))
+    assert meters["odometer_km"] == 20.0
+    assert meters["engine_hours"] == pytest.approx(5.0 + 10 / 3600, abs=1e-4)
+
+    # Moved to another vehicle (entered with the same meters): counts on from that one's.
+    await detector.positions_committed([car.at(here.lat, here.lon + 0.001, speed_kph=36)])
+    car.vehicle_id = uuid.uuid4()
+    infos[car.device_id] = maintained(car, odometer_km=20.0, engine_hours=5.0)
+    await detector.positions_committed([car.at(here.lat, here.lon + 0.001, speed_kph=0)])
+    meters = json.loads(await redis.hget(detection_state_key(car.device_id), METERS_FIELD))
+    assert meters == {"vehicle_id": str(car.vehicle_id), "odometer_km": 20.0, "engine_hours": 5.0}

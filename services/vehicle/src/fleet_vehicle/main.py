@@ -22,6 +22,7 @@ from fleet_vehicle.devices.router import router as devices_router
 from fleet_vehicle.devices.service import BrokerAddress
 from fleet_vehicle.drivers.router import router as drivers_router
 from fleet_vehicle.internal.router import router as internal_router
+from fleet_vehicle.maintenance.router import router as maintenance_router
 from fleet_vehicle.vehicles.router import router as vehicles_router
 
 log = get_logger(__name__)
@@ -139,7 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.mqtt_public_port or settings.mqtt_port,
     )
     api = APIRouter(prefix="/api/v1")
-    for router in (vehicles_router, drivers_router, devices_router, commands_router):
+    routers = (vehicles_router, maintenance_router, drivers_router, devices_router, commands_router)
+    for router in routers:
         api.include_router(router)
     app.include_router(api)
     app.include_router(internal_router)

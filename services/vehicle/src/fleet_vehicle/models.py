@@ -90,6 +90,7 @@ class Vehicle(Base):
         Index("ix_vehicles_org_id_name", "org_id", "name"),
         CheckConstraint("speed_limit_kph IS NULL OR speed_limit_kph > 0", name="speed_limit"),
         CheckConstraint("odometer_km >= 0", name="odometer"),
+        CheckConstraint("engine_hours >= 0", name="engine_hours"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -108,7 +109,12 @@ class Vehicle(Base):
         ARRAY(String(40)), nullable=False, server_default="{}", default=list
     )
     notes: Mapped[str | None] = mapped_column(Text)
+    # The meters as last entered; setting one resets the location service's running count to
+    # it (a device that reports its own odometer overrides `odometer_km`).
     odometer_km: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    engine_hours: Mapped[float] = mapped_column(
+        Double, nullable=False, default=0.0, server_default="0"
+    )
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -303,3 +309,36 @@ class DeviceCommand(Base):
     send_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MaintenanceMeter(StrEnum):
+    odometer_km = "odometer_km"
+    engine_hours = "engine_hours"
+
+
+class MaintenanceSchedule(Base):
+    """A recurring service of a vehicle (oil change every 10,000 km, a check every 500 h):
+    due when the vehicle's meter reaches `next_due`; servicing it moves `next_due` to the
+    meter then plus `interval`."""
+
+    __tablename__ = "maintenance_schedules"
+    __table_args__ = (
+        Index("ix_maintenance_schedules_vehicle_id", "vehicle_id"),
+        CheckConstraint("interval > 0", name="interval"),
+        CheckConstraint("next_due >= 0", name="next_due"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    vehicle_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("vehicles.id"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    meter: Mapped[str] = mapped_column(String(16), nullable=False)
+    interval: Mapped[float] = mapped_column(Double, nullable=False)  # in the meter's unit
+    next_due: Mapped[float] = mapped_column(Double, nullable=False)
+    last_serviced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_serviced_reading: Mapped[float | None] = mapped_column(Double)
+    last_serviced_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()

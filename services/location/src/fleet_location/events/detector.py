@@ -1,7 +1,9 @@
 """The event detector: a `PositionObserver` that turns positions into events on `fleet:events`.
 
 State per device (inside which geofences, overspeed episode, idle, battery, online, ignition,
-the open trip, raised alarms) lives in one Redis hash with a version. A batch reads every
+the open trip, raised alarms, meters and the maintenance due points raised) lives in one
+Redis hash with a version; the meters are also written apart (`METERS_FIELD`), for the
+vehicle service to service maintenance at the meter's value. A batch reads every
 device's state in one round trip, computes transitions in memory and writes each device's new
 state together with its events in one Lua script that checks the version first, so two
 replicas (or a restart that replays a batch) never fire the same crossing twice: a lost race
@@ -26,11 +28,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet_common.logging import get_logger
-from fleet_common.redis import EVENTS_STREAM, latest_key
+from fleet_common.redis import EVENTS_STREAM, METERS_FIELD, detection_state_key, latest_key
 from fleet_common.tasks import stop_tasks
 from fleet_location.config import Settings
 from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
 from fleet_location.ingest.metrics import DEVICES_SEEN, VEHICLES
+from fleet_location.ingest.parsing import DeviceInfo, MaintenanceDuePoint
 from fleet_location.positions.model import Position
 from fleet_location.positions.service import Status, vehicle_status
 
@@ -41,47 +44,49 @@ EVENTS_DETECTED = Counter(
 )
 
 SpeedLimitLookup = Callable[[UUID], float | Awaitable[float | None] | None]
-# The cached device (anything with `vehicle_group`) by device id, or None if not cached.
-DeviceLookup = Callable[[UUID | str], Any]
+# The cached device (a DeviceInfo: its vehicle group, meters and maintenance) by device id,
+# or None if not cached.
+DeviceLookup = Callable[[UUID | str], DeviceInfo | None]
 Event = dict[str, Any]
 State = dict[str, Any]
 MAX_CAS_ROUNDS = 8
 
 # KEYS: the devices' state hashes, then the events stream. ARGV: TTL seconds, stream MAXLEN,
-# then per device (in KEYS order): expected version ("" if none), new state JSON, event
-# count, and that many events' JSON. Each device is written only if its version is still
-# the expected one; returns, per device, its new version, or false on a lost race.
+# then per device (in KEYS order): expected version ("" if none), new state JSON, meters
+# JSON ("" if none yet), event count, and that many events' JSON. Each device is written
+# only if its version is still the expected one; returns, per device, its new version, or
+# false on a lost race.
 _CAS_SCRIPT = """
 local stream = KEYS[#KEYS]
 local ttl, maxlen = ARGV[1], ARGV[2]
 local results = {}
 local at = 3
 for k = 1, #KEYS - 1 do
-  local expected, state, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local expected, state, meters = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local count = tonumber(ARGV[at + 3])
   local v = redis.call('HGET', KEYS[k], 'v')
   if (v or '') == expected then
     local version = tonumber(v or '0') + 1
     redis.call('HSET', KEYS[k], 'v', version, 's', state)
+    if meters ~= '' then
+      redis.call('HSET', KEYS[k], 'METERS_FIELD', meters)
+    end
     redis.call('EXPIRE', KEYS[k], ttl)
-    for i = at + 3, at + 2 + count do
+    for i = at + 4, at + 3 + count do
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i])
     end
     results[k] = version
   else
     results[k] = false
   end
-  at = at + 3 + count
+  at = at + 4 + count
 end
 return results
-"""
+""".replace("METERS_FIELD", METERS_FIELD)
 # Devices per script call: one call holds Redis for its whole length.
 CAS_CHUNK = 256
 # Bounds the cache of device states (dropping entries only costs a read).
 MAX_CACHED_STATES = 100_000
-
-
-def state_key(device_id: UUID | str) -> str:
-    return f"fleet:detect:{device_id}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,19 @@ def _alarm_names(value: Any) -> set[str]:
     if isinstance(value, list):
         return {item for item in value if isinstance(item, str) and item}
     return set()
+
+
+def meters_json(state: State) -> bytes:
+    """The meters the vehicle service reads (`METERS_FIELD`), or b"" before any position."""
+    if "odo" not in state:
+        return b""
+    return orjson.dumps(
+        {
+            "vehicle_id": state.get("veh"),
+            "odometer_km": round(state["odo"], 3),
+            "engine_hours": round(state.get("eng", 0.0), 4),
+        }
+    )
 
 
 def _iso(epoch_s: float) -> str:
@@ -220,8 +238,9 @@ class EventDetector:
             if inspect.isawaitable(limit):
                 limit = await limit
             org_id = device_positions[0].org_id
+            info = self._device_for(device_id) if self._device_for is not None else None
             work[device_id] = self._position_steps(
-                device_positions, inside, limit, known_geofences[org_id]
+                device_positions, inside, limit, known_geofences[org_id], info
             )
         await self._apply(work)
 
@@ -296,7 +315,7 @@ class EventDetector:
         # Only devices still online need the versioned write; read their state in one trip.
         async with self.redis.pipeline(transaction=False) as pipe:
             for device in silent:
-                pipe.hget(state_key(device), "s")
+                pipe.hget(detection_state_key(device), "s")
             raw_states = await pipe.execute()
         work: dict[UUID, Callable[[State], list[Event]]] = {}
         for (device, (vehicle_id, recorded_at)), raw in zip(
@@ -398,6 +417,7 @@ class EventDetector:
         inside: dict[int, list[IndexedGeofence]],
         vehicle_limit: float | None,
         known_geofences: frozenset[str],
+        info: DeviceInfo | None,
     ) -> Callable[[State], list[Event]]:
         def run(state: State) -> list[Event]:
             events: list[Event] = []
@@ -408,11 +428,16 @@ class EventDetector:
             state["org"] = str(positions[-1].org_id)
             if positions[-1].vehicle_id is not None:
                 state["veh"] = str(positions[-1].vehicle_id)
+            if info is not None:
+                self._sync_vehicle(state, info)
+            schedules = info.maintenance if info is not None else ()
             for p in positions:
                 ts = p.recorded_at.timestamp()
                 if ts <= last:
                     continue
-                self._step(state, p, ts, inside[id(p)], vehicle_limit, known_geofences, events)
+                self._step(
+                    state, p, ts, inside[id(p)], vehicle_limit, known_geofences, schedules, events
+                )
                 last = state["last"] = ts
             return events
 
@@ -426,6 +451,7 @@ class EventDetector:
         geofences: list[IndexedGeofence],
         vehicle_limit: float | None,
         known_geofences: frozenset[str],
+        schedules: tuple[MaintenanceDuePoint, ...],
         events: list[Event],
     ) -> None:
         cfg = self.config
@@ -509,6 +535,7 @@ class EventDetector:
             )
 
         # Ignition: a change from the last known state (the first one known is no change).
+        engine_was_on = state.get("ign") is True
         ignition = p.ignition
         if ignition is not None:
             was = state.get("ign")
@@ -523,7 +550,8 @@ class EventDetector:
                 state["ign_at"] = ts
             state["ign"] = ignition
 
-        self._trip_step(state, p, ts, speed, emit)
+        moved_m = self._trip_step(state, p, ts, speed, emit)
+        self._meter_step(state, p, ts, moved_m, engine_was_on, schedules, emit)
 
         # Alarms (SOS, power cut, tamper...) as `attrs.alarm` names them: once per raising.
         alarm = p.attrs.get("alarm") if p.attrs else None
@@ -569,7 +597,7 @@ class EventDetector:
         ts: float,
         speed: float | None,
         emit: Callable[[str, dict[str, Any]], None],
-    ) -> None:
+    ) -> float:
         """Trips as the trips API splits history (`fleet_location.trips.detection`), online.
 
         A segment (previous fix -> this one) is still when the vehicle stood at the previous
@@ -577,6 +605,7 @@ class EventDetector:
         length. A still run lasting `min_stop_duration_s` is a stop: the open trip ended
         where the run began (`trip_end`, reported once the stop is certain). A moving
         segment with no trip open starts one where it began (`trip_start`).
+        Returns the length of a moving segment (0 for a still one): what the odometer counts.
         """
         cfg = self.config
         previous = state.get("tp")  # [ts, lat, lon, still] of the previous fix
@@ -589,6 +618,7 @@ class EventDetector:
             segment_kph = segment_m / gap_s * 3.6 if gap_s > 0 else 0.0
         here_kph = speed if speed is not None else segment_kph
         still_here = p.ignition is False or here_kph < cfg.stop_speed_kph
+        moved_m = 0.0
         if previous is not None:
             prev_ts, prev_lat, prev_lon, prev_still = previous
             trip = state.get("trip")
@@ -631,9 +661,74 @@ class EventDetector:
                     )
                 state["run"] = None
                 trip["m"] += segment_m
+                moved_m = segment_m
             if state.get("trip") is not None and here_kph > trip["max"]:
                 trip["max"] = here_kph
         state["tp"] = [ts, p.lat, p.lon, still_here]
+        return moved_m
+
+    def _sync_vehicle(self, state: State, info: DeviceInfo) -> None:
+        """Once a batch, what the vehicle service says: the entered meters (a new value on
+        the vehicle, or another vehicle, resets the count to it), and the due points still
+        scheduled (one serviced or deleted is forgotten, so its next point is raised)."""
+        vehicle = str(info.vehicle_id) if info.vehicle_id else None
+        seed = [vehicle, info.odometer_km]
+        if info.odometer_km is not None and seed != state.get("odo_seed"):
+            state["odo"], state["odo_seed"] = info.odometer_km, seed
+        seed = [vehicle, info.engine_hours]
+        if info.engine_hours is not None and seed != state.get("eng_seed"):
+            state["eng"], state["eng_seed"] = info.engine_hours, seed
+        raised = state.get("mnt")
+        if raised:
+            scheduled = {s.id: s.next_due for s in info.maintenance}
+            kept = {sid: due for sid, due in raised.items() if scheduled.get(sid) == due}
+            state["mnt"] = kept or None
+
+    def _meter_step(
+        self,
+        state: State,
+        p: Position,
+        ts: float,
+        moved_m: float,
+        engine_was_on: bool,
+        schedules: tuple[MaintenanceDuePoint, ...],
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        """The vehicle's meters, and `maintenance_due` once per due point they reach.
+
+        Odometer: the device's own (Teltonika IO 16, `odometer` in telemetry) when it sends
+        one, else the moving distance counted on from the vehicle's entered `odometer_km`.
+        Engine hours: ignition-on time (gaps longer than `offline_after_s` not counted) on
+        from the vehicle's entered `engine_hours` (`_sync_vehicle`). A due point is raised
+        once; servicing moves it, and re-arms it.
+        """
+        if p.odometer_km is not None:
+            state["odo"] = p.odometer_km
+        else:
+            state["odo"] = state.get("odo", 0.0) + moved_m / 1000.0
+        previous_ts = state.get("last")
+        if engine_was_on and previous_ts is not None:
+            gap_s = ts - previous_ts
+            if gap_s <= self.config.offline_after_s:
+                state["eng"] = state.get("eng", 0.0) + gap_s / 3600.0
+
+        for schedule in schedules:
+            reading = state["odo"] if schedule.meter == "odometer_km" else state.get("eng", 0.0)
+            if reading < schedule.next_due:
+                continue
+            raised = state.get("mnt") or {}
+            if raised.get(schedule.id) != schedule.next_due:
+                state["mnt"] = {**raised, schedule.id: schedule.next_due}
+                emit(
+                    "maintenance_due",
+                    {
+                        "maintenance_id": schedule.id,
+                        "name": schedule.name,
+                        "meter": schedule.meter,
+                        "next_due": schedule.next_due,
+                        "reading": round(reading, 3),
+                    },
+                )
 
     def _add_vehicle_group(self, device: Any, state: State, events: list[Event]) -> None:
         """Events carry their vehicle's group, for alert rules on groups: the cached device's,
@@ -664,32 +759,34 @@ class EventDetector:
             if unknown:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for device in unknown:
-                        pipe.hmget(state_key(device), "v", "s")
+                        pipe.hmget(detection_state_key(device), "v", "s")
                     stored = await pipe.execute()
                 if len(cache) + len(unknown) > MAX_CACHED_STATES:
                     cache.clear()
                 for device, (version, raw) in zip(unknown, stored, strict=True):
                     cache[device] = (version.decode() if version else "", raw)
-            writes: list[tuple[Any, bytes, list[Event]]] = []
+            writes: list[tuple[Any, bytes, bytes, list[Event]]] = []
             for device, step in pending.items():
                 _version, raw = cache[device]
                 state: State = orjson.loads(raw) if raw else {}
                 events = step(state)
                 if events:
                     self._add_vehicle_group(device, state, events)
-                writes.append((device, orjson.dumps(state), events))
+                writes.append((device, orjson.dumps(state), meters_json(state), events))
             async with self.redis.pipeline(transaction=False) as pipe:
                 for start in range(0, len(writes), CAS_CHUNK):
                     chunk = writes[start : start + CAS_CHUNK]
                     args: list = [self.config.state_ttl_s, self.config.events_stream_maxlen]
-                    for device, state_json, events in chunk:
-                        args += (cache[device][0], state_json, len(events))
+                    for device, state_json, meters, events in chunk:
+                        args += (cache[device][0], state_json, meters, len(events))
                         args += (orjson.dumps(e) for e in events)
-                    keys = [state_key(device) for device, _, _ in chunk]
+                    keys = [detection_state_key(device) for device, *_ in chunk]
                     await self._cas(keys=[*keys, EVENTS_STREAM], args=args, client=pipe)
                 results = await pipe.execute()
             versions = [version for chunk in results for version in chunk]
-            for (device, state_json, events), version in zip(writes, versions, strict=True):
+            for (device, state_json, _meters, events), version in zip(
+                writes, versions, strict=True
+            ):
                 if version:
                     cache[device] = (str(version), state_json)
                     del pending[device]

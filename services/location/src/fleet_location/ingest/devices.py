@@ -20,7 +20,7 @@ from fleet_common.auth import INTERNAL_TOKEN_HEADER
 from fleet_common.logging import get_logger
 from fleet_common.redis import DEVICES_CHANNEL
 from fleet_location.ingest import metrics
-from fleet_location.ingest.parsing import DeviceInfo
+from fleet_location.ingest.parsing import DeviceInfo, MaintenanceDuePoint
 
 log = get_logger(__name__)
 
@@ -34,10 +34,23 @@ class DirectoryUnavailable(Exception):
     """The vehicle service could not answer; the caller must retry later, not reject."""
 
 
+def _optional_float(value) -> float | None:
+    return float(value) if value is not None else None
+
+
 def _device(document: dict) -> DeviceInfo:
     vehicle_id = document.get("vehicle_id")
     limit = document.get("speed_limit_kph")
     key_hash = document.get("http_key_sha256")
+    maintenance = tuple(
+        MaintenanceDuePoint(
+            id=str(item["id"]),
+            name=str(item["name"]),
+            meter=str(item["meter"]),
+            next_due=float(item["next_due"]),
+        )
+        for item in document.get("maintenance") or ()
+    )
     return DeviceInfo(
         device_id=UUID(str(document["device_id"])),
         uid=str(document["uid"]),
@@ -49,6 +62,9 @@ def _device(document: dict) -> DeviceInfo:
         vehicle_group=document.get("vehicle_group") or None,
         http_key_sha256=bytes.fromhex(key_hash) if key_hash else None,
         http_key_required=bool(document.get("http_key_required", True)),
+        odometer_km=_optional_float(document.get("odometer_km")),
+        engine_hours=_optional_float(document.get("engine_hours")),
+        maintenance=maintenance,
     )
 
 

@@ -68,6 +68,16 @@ class Rejected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceDuePoint:
+    """A maintenance schedule of the device's vehicle: due when `meter` reaches `next_due`."""
+
+    id: str
+    name: str
+    meter: str  # odometer_km | engine_hours
+    next_due: float
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """What ingest needs to know about a device, from the vehicle service."""
 
@@ -82,6 +92,10 @@ class DeviceInfo:
     # HTTP (OsmAnd) ingest: the SHA-256 of the device's key, and whether it is required.
     http_key_sha256: bytes | None = None
     http_key_required: bool = True
+    # The vehicle's meters as last entered (counting goes on from them) and its schedules.
+    odometer_km: float | None = None
+    engine_hours: float | None = None
+    maintenance: tuple[MaintenanceDuePoint, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

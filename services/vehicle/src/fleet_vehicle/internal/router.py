@@ -1,8 +1,9 @@
 """Service-to-service lookups (never routed by the gateway; need the internal credential).
 
 The location service maps a device uid to its device, vehicle, org, speed limit and vehicle
-group with these (the group goes on its events, for alert rules that target groups), and
-drops its cached entries on `fleet:devices` messages.
+group with these (the group goes on its events, for alert rules that target groups), plus
+the vehicle's entered meters and maintenance due points (for `maintenance_due`), and drops
+its cached entries on `fleet:devices` messages.
 """
 
 import re
@@ -17,12 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fleet_common.auth import InternalCaller
 from fleet_common.db import SessionDep
 from fleet_common.errors import NotFoundError
-from fleet_vehicle.models import Device, DeviceProtocol, Vehicle
+from fleet_vehicle.maintenance.service import due_points
+from fleet_vehicle.models import Device, DeviceProtocol, MaintenanceMeter, Vehicle
 from fleet_vehicle.validation import DEVICE_UID_PATTERN
 
 router = APIRouter(prefix="/internal", tags=["internal"], dependencies=[InternalCaller])
 
 _UID = re.compile(DEVICE_UID_PATTERN)
+
+
+class MaintenanceDuePoint(BaseModel):
+    id: uuid.UUID
+    name: str
+    meter: MaintenanceMeter
+    next_due: float
 
 
 class DeviceLookup(BaseModel):
@@ -36,6 +45,10 @@ class DeviceLookup(BaseModel):
     active: bool
     http_key_sha256: str | None
     http_key_required: bool
+    # The vehicle's meters as last entered: the location service counts on from them.
+    odometer_km: float | None
+    engine_hours: float | None
+    maintenance: list[MaintenanceDuePoint]
 
 
 class DeviceLookupPage(BaseModel):
@@ -58,13 +71,20 @@ def _lookup_query() -> Select:
             Device.active,
             Device.http_key_hash,
             Device.http_key_required,
+            Vehicle.odometer_km,
+            Vehicle.engine_hours,
         )
         .outerjoin(Vehicle, Vehicle.id == Device.vehicle_id)
         .where(Device.archived_at.is_(None))
     )
 
 
-def _to_lookup(row) -> DeviceLookup:
+async def _to_lookups(session: AsyncSession, rows) -> list[DeviceLookup]:
+    schedules = await due_points(session, list({r.vehicle_id for r in rows if r.vehicle_id}))
+    return [_to_lookup(row, schedules.get(row.vehicle_id, [])) for row in rows]
+
+
+def _to_lookup(row, schedules) -> DeviceLookup:
     return DeviceLookup(
         device_id=row.id,
         uid=row.uid,
@@ -76,12 +96,18 @@ def _to_lookup(row) -> DeviceLookup:
         active=row.active,
         http_key_sha256=row.http_key_hash,
         http_key_required=row.http_key_required,
+        odometer_km=row.odometer_km,
+        engine_hours=row.engine_hours,
+        maintenance=[
+            MaintenanceDuePoint(id=s.id, name=s.name, meter=s.meter, next_due=s.next_due)
+            for s in schedules
+        ],
     )
 
 
 async def _lookup(session: AsyncSession, uid: str) -> DeviceLookup | None:
     row = (await session.execute(_lookup_query().where(Device.uid == uid))).first()
-    return _to_lookup(row) if row else None
+    return (await _to_lookups(session, [row]))[0] if row else None
 
 
 @router.get("/devices/{uid}", response_model=DeviceLookup)
@@ -105,5 +131,5 @@ async def active_devices(
     if after is not None:
         stmt = stmt.where(Device.uid > after)
     rows = (await session.execute(stmt)).all()
-    items = [_to_lookup(row) for row in rows[:limit]]
+    items = await _to_lookups(session, rows[:limit])
     return DeviceLookupPage(items=items, next_after=items[-1].uid if len(rows) > limit else None)

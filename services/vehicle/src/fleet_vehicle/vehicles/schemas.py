@@ -11,7 +11,14 @@ from fleet_vehicle.validation import Name, Notes, Plate, ShortText, Tag, Vin
 
 SpeedLimit = Annotated[float, Field(gt=0, le=400, description="km/h; overspeed above it")]
 Year = Annotated[int, Field(ge=1900, le=2100)]
-Odometer = Annotated[float, Field(ge=0, le=10_000_000, description="km")]
+Odometer = Annotated[
+    float,
+    Field(ge=0, le=10_000_000, description="km; setting it resets the counted odometer to it"),
+]
+EngineHours = Annotated[
+    float,
+    Field(ge=0, le=1_000_000, description="h; setting it resets the counted engine hours to it"),
+]
 Tags = Annotated[list[Tag], Field(max_length=20)]
 
 
@@ -31,9 +38,10 @@ class VehicleCreate(BaseModel):
     tags: Tags = []
     notes: Notes | None = None
     odometer_km: Odometer = 0.0
+    engine_hours: EngineHours = 0.0
 
 
-_REQUIRED = ("name", "plate", "type", "status", "tags", "odometer_km")
+_REQUIRED = ("name", "plate", "type", "status", "tags", "odometer_km", "engine_hours")
 
 
 class VehicleUpdate(BaseModel):
@@ -54,6 +62,7 @@ class VehicleUpdate(BaseModel):
     tags: Tags | None = None
     notes: Notes | None = None
     odometer_km: Odometer | None = None
+    engine_hours: EngineHours | None = None
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> "VehicleUpdate":
@@ -81,6 +90,7 @@ class VehicleOut(BaseModel):
     tags: list[str]
     notes: str | None
     odometer_km: float
+    engine_hours: float
     current_driver_id: uuid.UUID | None = None
     created_at: datetime
     updated_at: datetime

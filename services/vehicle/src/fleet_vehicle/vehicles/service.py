@@ -121,7 +121,7 @@ async def create_vehicle(
     return vehicle
 
 
-async def _devices_of(session: AsyncSession, vehicle_id: uuid.UUID) -> list[Device]:
+async def devices_of(session: AsyncSession, vehicle_id: uuid.UUID) -> list[Device]:
     return list(
         (
             await session.scalars(
@@ -140,15 +140,15 @@ async def update_vehicle(
 ) -> Vehicle:
     vehicle = await get_vehicle(session, principal.org_id, vehicle_id, for_update=True)
     changes = data.model_dump(exclude_unset=True)
-    # The location service caches each device's speed limit and vehicle group (events
-    # carry the group): a change of either must reach its cache.
+    # The location service caches each device's speed limit, vehicle group (events carry
+    # it) and the meters it counts from: a change of any must reach its cache.
     cached_changed = any(
         name in changes and changes[name] != getattr(vehicle, name)
-        for name in ("speed_limit_kph", "group")
+        for name in ("speed_limit_kph", "group", "odometer_km", "engine_hours")
     )
     for field, value in changes.items():
         setattr(vehicle, field, value)
-    devices = await _devices_of(session, vehicle.id) if cached_changed else []
+    devices = await devices_of(session, vehicle.id) if cached_changed else []
     await commit_or_conflict(session)
     await session.refresh(vehicle)
     # Tell the location service to drop those devices from its cache.
@@ -175,7 +175,7 @@ async def archive_vehicle(
         .where(DeviceAssignment.vehicle_id == vehicle.id, DeviceAssignment.ended_at.is_(None))
         .values(ended_at=ended)
     )
-    devices = await _devices_of(session, vehicle.id)
+    devices = await devices_of(session, vehicle.id)
     for device in devices:
         device.vehicle_id = None
     await commit_or_conflict(session)

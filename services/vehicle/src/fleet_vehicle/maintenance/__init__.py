@@ -1,0 +1,1 @@
+"""Maintenance schedules of vehicles (by odometer km or engine hours)."""
