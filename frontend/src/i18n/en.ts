@@ -115,6 +115,9 @@ export const en = {
     drawCircle: "Draw circle",
     drawHint: "Click on the map to place points; click the first point to finish.",
     circleHint: "Click the centre, then click again at the edge.",
+    editHint:
+      "Drag a point to change the shape (any point of a circle sets its radius), or drag the shape to move it; then save.",
+    shapeNotEditable: "This shape cannot be edited on the map; its name and speed limit can.",
     kind: "Shape",
     none: "No geofences yet.",
     confirmDelete: "Delete geofence {{name}}?",

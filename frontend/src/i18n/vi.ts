@@ -123,6 +123,9 @@ export const vi: Messages = {
     drawCircle: "Vẽ hình tròn",
     drawHint: "Nhấp lên bản đồ để đặt điểm; nhấp vào điểm đầu để kết thúc.",
     circleHint: "Nhấp vào tâm, rồi nhấp lần nữa ở mép.",
+    editHint:
+      "Kéo một điểm để thay đổi hình (mọi điểm của hình tròn đặt bán kính), hoặc kéo cả hình để di chuyển; rồi lưu.",
+    shapeNotEditable: "Không thể sửa hình này trên bản đồ; vẫn sửa được tên và giới hạn tốc độ.",
     kind: "Hình dạng",
     none: "Chưa có vùng địa lý.",
     confirmDelete: "Xóa vùng {{name}}?",
