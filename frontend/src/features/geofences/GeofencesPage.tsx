@@ -39,7 +39,9 @@ export default function GeofencesPage() {
   const client = useQueryClient();
   const geofences = useGeofences();
   const [editing, setEditing] = useState<string | null>(null);
-  const layer = useGeofenceLayer(editing);
+  const [shapeEditable, setShapeEditable] = useState(true);
+  // The shape being edited is drawn by terra-draw, not by the layer.
+  const layer = useGeofenceLayer(shapeEditable ? editing : null);
   const container = useRef<HTMLDivElement>(null);
   const mapRef = useRef<MapLibreMap | null>(null);
   const drawRef = useRef<TerraDraw | null>(null);
@@ -47,7 +49,6 @@ export default function GeofencesPage() {
   const [mode, setMode] = useState<DrawMode | null>(null);
   // The shape to save: drawn, or edited (null while editing = the saved shape is kept).
   const [geometry, setGeometry] = useState<GeofenceGeometry | null>(null);
-  const [shapeEditable, setShapeEditable] = useState(true);
   const [name, setName] = useState("");
   const [speedLimit, setSpeedLimit] = useState("");
   const attach = layer.attach;
@@ -104,7 +105,11 @@ export default function GeofencesPage() {
   };
   const startDrawing = (next: DrawMode) => {
     clearShape();
-    setEditing(null);
+    if (editing) {
+      setEditing(null);
+      setName("");
+      setSpeedLimit("");
+    }
     drawRef.current?.setMode(next);
     setMode(next);
   };
