@@ -21,7 +21,8 @@ export default defineConfig({
     },
   },
   test: {
+    // Components' tests run in jsdom (`// @vitest-environment jsdom` at their top).
     environment: "node",
-    include: ["src/**/*.test.ts"],
+    include: ["src/**/*.test.{ts,tsx}"],
   },
 });

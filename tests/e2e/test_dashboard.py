@@ -6,6 +6,7 @@ the page (or, to set an org up, the public API).
 """
 
 import asyncio
+import math
 import uuid
 from pathlib import Path
 
@@ -159,7 +160,7 @@ async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_ackno
     await sign_in(page, e2e_gateway, org.email)
     await page.get_by_test_id("vehicle-row").first.wait_for()
 
-    # Made through the API: drawing it on the map (terra-draw) is not driven by this test.
+    # Made through the API: drawing one with the pointer is the geofence test's.
     org.post("/geofences", {"name": "Depot", "geometry": DEPOT})
     fences = org.api.get("/geofences", headers=org.headers).json()["items"]
     centre = _inside(fences[0]["geometry"])
@@ -189,6 +190,227 @@ async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_ackno
 
     await eventually(acknowledged)
     await toast.first.wait_for(state="detached")
+
+
+# The geofence map's view comes from the URL (`#zoom/lat/lon`, MapLibre's hash), so the test
+# knows where each pixel is: MapLibre's Web Mercator world is 512 px wide at zoom 0.
+VIEW = (15.0, 10.775, 106.700)
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def _world_px(zoom: float, lon: float, lat: float) -> tuple[float, float]:
+    world = 512 * 2**zoom
+    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+    return (lon + 180) / 360 * world, (1 - y / math.pi) / 2 * world
+
+
+def _to_lon_lat(view, size, x: float, y: float) -> tuple[float, float]:
+    """The lon/lat at pixel (x, y) of a map of `size` (w, h) showing `view` (zoom, lat, lon)."""
+    zoom, lat, lon = view
+    world = 512 * 2**zoom
+    cx, cy = _world_px(zoom, lon, lat)
+    px, py = cx + x - size[0] / 2, cy + y - size[1] / 2
+    return px / world * 360 - 180, math.degrees(
+        math.atan(math.sinh(math.pi * (1 - 2 * py / world)))
+    )
+
+
+def _to_px(view, size, lon: float, lat: float) -> tuple[float, float]:
+    zoom, view_lat, view_lon = view
+    cx, cy = _world_px(zoom, view_lon, view_lat)
+    px, py = _world_px(zoom, lon, lat)
+    return px - cx + size[0] / 2, py - cy + size[1] / 2
+
+
+def _distance_m(a, b) -> float:
+    (lon1, lat1), (lon2, lat2) = (map(math.radians, a), map(math.radians, b))
+    h = math.sin((lat2 - lat1) / 2) ** 2
+    h += math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+
+async def _view(page) -> tuple[float, float, float]:
+    zoom, lat, lon = page.url.split("#", 1)[1].split("/")[:3]
+    return float(zoom), float(lat), float(lon)
+
+
+class MapPointer:
+    """Real mouse input on the geofence map, at pixels of the map's own box (measured at
+    each step: the form above it grows and shrinks with its hints). Few intermediate moves:
+    each one re-renders terra-draw's layers, slow in software WebGL."""
+
+    def __init__(self, page, area, size) -> None:
+        self.page, self.area, self.size = page, area, size
+
+    async def at(self, x: float, y: float) -> tuple[float, float]:
+        box = await self.area.bounding_box()
+        return box["x"] + x, box["y"] + y
+
+    async def move(self, x: float, y: float) -> None:
+        await self.page.mouse.move(*await self.at(x, y))
+
+    async def click(self, x: float, y: float) -> None:
+        await self.page.mouse.click(*await self.at(x, y))
+
+    async def drag(self, start: tuple[float, float], end: tuple[float, float]) -> None:
+        await self.move(*start)
+        await self.page.mouse.down()
+        await self.page.mouse.move(*await self.at(*end), steps=3)
+        await self.page.mouse.up()
+
+
+async def test_draw_a_circle_and_a_polygon_on_the_map_then_edit_their_shapes(
+    page, e2e_gateway, make_org
+):
+    org = make_org()
+    await sign_in(page, e2e_gateway, org.email)
+    await page.goto(e2e_gateway.url + "/geofences#{:g}/{:g}/{:g}".format(*VIEW))
+    area = page.get_by_test_id("geofence-map")
+    await area.scroll_into_view_if_needed()
+    draw_circle = page.get_by_test_id("draw-circle")
+    await eventually(draw_circle.is_enabled)  # the map has loaded and terra-draw started
+    box = await area.bounding_box()
+    pointer = MapPointer(page, area, (box["width"], box["height"]))
+    w, h = pointer.size
+
+    def fences() -> dict[str, dict]:
+        items = org.api.get("/geofences", headers=org.headers).json()["items"]
+        return {g["name"]: g for g in items}
+
+    async def save(name: str) -> None:
+        await page.get_by_test_id("geofence-name").fill(name)
+        await page.get_by_test_id("geofence-save").click()
+        await page.get_by_test_id("geofence-row").filter(has_text=name).wait_for()
+
+    # A circle: a click at its centre, a move to its edge and a click there.
+    centre_px, radius_px = (w * 0.3, h * 0.5), 90
+    await draw_circle.click()
+    await pointer.click(*centre_px)
+    await pointer.move(centre_px[0] + radius_px, centre_px[1])
+    await pointer.click(centre_px[0] + radius_px, centre_px[1])
+    await save("Drawn circle")
+    circle = fences()["Drawn circle"]["geometry"]
+    centre = _to_lon_lat(VIEW, pointer.size, *centre_px)
+    radius_m = _distance_m(
+        centre, _to_lon_lat(VIEW, pointer.size, centre_px[0] + radius_px, h * 0.5)
+    )
+    assert circle["type"] == "Circle"
+    assert _distance_m(circle["center"], centre) < 0.03 * radius_m, (circle, centre)
+    assert abs(circle["radius_m"] - radius_m) < 0.03 * radius_m, (circle, radius_m)
+
+    # A polygon: four clicks, then one on the first point closes it.
+    corners_px = [
+        (w * 0.7 + dx, h * 0.5 + dy) for dx, dy in [(-60, -60), (60, -60), (60, 60), (-60, 60)]
+    ]
+    await page.get_by_test_id("draw-polygon").click()
+    for x, y in [*corners_px, corners_px[0]]:
+        await pointer.click(x, y)
+    await save("Drawn square")
+    ring = fences()["Drawn square"]["geometry"]["coordinates"][0]
+    corners = [_to_lon_lat(VIEW, pointer.size, x, y) for x, y in corners_px]
+    assert len(ring) == 5
+    assert ring[0] == ring[-1]
+    for corner in corners:
+        assert min(_distance_m(corner, v) for v in ring) < 5, (corner, ring)
+    await screenshot(page, "geofences-drawn")
+
+    async def edit(name: str, centre: tuple[float, float]):
+        """Edit `name`: the map fits it; its view once the URL shows `centre` in the middle."""
+        await (
+            page.get_by_test_id("geofence-row")
+            .filter(has_text=name)
+            .get_by_test_id("geofence-edit")
+            .click()
+        )
+
+        async def fitted():
+            view = await _view(page)
+            return view if _distance_m((view[2], view[1]), centre) < 5 else None
+
+        return await eventually(fitted)
+
+    # The circle resized: its east point dragged 50 px further east, about a fixed centre.
+    view = await edit("Drawn circle", circle["center"])
+    east = (
+        circle["center"][0]
+        + math.degrees(
+            circle["radius_m"] / (EARTH_RADIUS_M * math.cos(math.radians(circle["center"][1])))
+        ),
+        circle["center"][1],
+    )
+    east_px = _to_px(view, pointer.size, *east)
+    centre_px = _to_px(view, pointer.size, *circle["center"])
+    await pointer.drag(east_px, (east_px[0] + 50, east_px[1]))
+    await page.get_by_test_id("geofence-save").click()
+
+    async def resized():
+        geometry = fences()["Drawn circle"]["geometry"]
+        return geometry if geometry["radius_m"] != circle["radius_m"] else None
+
+    edited = await eventually(resized)
+    scale = (east_px[0] + 50 - centre_px[0]) / (east_px[0] - centre_px[0])
+    assert abs(edited["radius_m"] - circle["radius_m"] * scale) < 0.03 * circle["radius_m"] * scale
+    assert _distance_m(edited["center"], circle["center"]) < 2, (edited, circle)
+
+    # The square's first corner dragged 40 px right and down; the other corners stay.
+    view = await edit("Drawn square", _centre(ring))
+    moved_px = _to_px(view, pointer.size, *ring[0])
+    target_px = (moved_px[0] + 40, moved_px[1] + 40)
+    await pointer.drag(moved_px, target_px)
+    await page.get_by_test_id("geofence-save").click()
+
+    async def reshaped():
+        coordinates = fences()["Drawn square"]["geometry"]["coordinates"][0]
+        return coordinates if coordinates != ring else None
+
+    new_ring = await eventually(reshaped)
+    target = _to_lon_lat(view, pointer.size, *target_px)
+    assert min(_distance_m(target, v) for v in new_ring) < 3, (target, new_ring)
+    for kept in ring[1:-1]:
+        assert min(_distance_m(kept, v) for v in new_ring) < 0.5, (kept, new_ring)
+    assert len(new_ring) == 5
+    await screenshot(page, "geofences-edited")
+
+
+async def test_an_admin_edits_a_driver_in_place_and_picks_a_rules_push_recipient(
+    page, e2e_gateway, make_org
+):
+    org = make_org()
+    dispatcher = org.add_user("dispatcher")
+    driver = org.post("/drivers", {"name": "Trần Thị Lan", "licence_number": "B2-0001"})
+    await sign_in(page, e2e_gateway, org.email)
+
+    await page.goto(e2e_gateway.url + "/admin?tab=drivers")
+    row = page.locator(f'[data-testid=driver-row][data-driver-id="{driver["id"]}"]')
+    await row.get_by_test_id("driver-edit").click()
+    await row.get_by_test_id("driver-name").fill("Trần Thị Mai")
+    await row.get_by_test_id("driver-phone").fill("+84 90 123 4567")
+    await row.get_by_test_id("driver-save").click()
+    await row.get_by_test_id("driver-edit").wait_for()
+    saved = org.api.get(f"/drivers/{driver['id']}", headers=org.headers).json()
+    assert (saved["name"], saved["phone"], saved["licence_number"]) == (
+        "Trần Thị Mai",
+        "+84 90 123 4567",
+        "B2-0001",
+    )
+
+    await page.goto(e2e_gateway.url + "/alerts/rules")
+    await page.get_by_test_id("rule-name").fill("Night shift")
+    await page.get_by_test_id("rule-event-geofence_exit").check()
+    await page.get_by_test_id("recipient-search").fill(dispatcher[:12])
+    await page.get_by_test_id("recipient-option").check()
+    await page.get_by_test_id("rule-save").click()
+    await page.get_by_test_id("rule-row").filter(has_text="Night shift").wait_for()
+    users = org.api.get("/users", headers=org.headers).json()["items"]
+    dispatcher_id = next(u["id"] for u in users if u["email"] == dispatcher)
+    rules = org.api.get("/alert-rules", headers=org.headers).json()["items"]
+    assert [r["recipients"]["user_ids"] for r in rules] == [[dispatcher_id]]
+
+
+def _centre(ring: list) -> tuple[float, float]:
+    """The middle of a ring's bounding box (where the map centres when it fits it)."""
+    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+    return (min(lons) + max(lons)) / 2, (min(lats) + max(lats)) / 2
 
 
 def _inside(geometry: dict) -> tuple[float, float]:

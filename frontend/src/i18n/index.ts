@@ -22,6 +22,7 @@ export function initI18n() {
     lng: initialLanguage(),
     fallbackLng: "en",
     interpolation: { escapeValue: false },
+    showSupportNotice: false,
   });
   i18n.on("languageChanged", (lng) => {
     localStorage.setItem(STORAGE_KEY, lng);

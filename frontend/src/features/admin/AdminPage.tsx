@@ -10,7 +10,9 @@ import { ProblemMessage } from "../../components/ProblemMessage";
 import { formatDateTime } from "../../lib/format";
 import { useCan } from "../auth/session";
 import { useDrivers, useVehicles } from "../vehicles/api";
+import { useUsers } from "./api";
 import { CredentialsPanel } from "./CredentialsPanel";
+import { DriverRow } from "./DriverRow";
 import { MaintenancePanel } from "./MaintenancePanel";
 
 // The API's own defaults, which the generated types make explicit.
@@ -193,6 +195,16 @@ function DriversTab() {
       refresh();
     },
   });
+  const update = useMutation({
+    mutationFn: async ({ id, body }: { id: string; body: Schemas["DriverUpdate"] }) =>
+      unwrap(
+        await api.PATCH("/api/v1/drivers/{driver_id}", {
+          params: { path: { driver_id: id } },
+          body,
+        }),
+      ),
+    onSuccess: refresh,
+  });
   const remove = useMutation({
     mutationFn: async (id: string) =>
       unwrap(
@@ -235,28 +247,25 @@ function DriversTab() {
           {t("common.create")}
         </button>
       </form>
-      <ProblemMessage error={drivers.error ?? create.error ?? remove.error} />
-      <table>
+      <ProblemMessage error={drivers.error ?? create.error ?? update.error ?? remove.error} />
+      <table data-testid="admin-drivers">
         <thead>
           <tr>
             <th>{t("common.name")}</th>
             <th>{t("admin.licence")}</th>
             <th>{t("admin.phone")}</th>
+            <th>{t("admin.licenceExpiry")}</th>
             <th>{t("common.actions")}</th>
           </tr>
         </thead>
         <tbody>
           {(drivers.data ?? []).map((d) => (
-            <tr key={d.id}>
-              <td>{d.name}</td>
-              <td>{d.licence_number}</td>
-              <td>{d.phone ?? "—"}</td>
-              <td>
-                <button type="button" onClick={() => remove.mutate(d.id)}>
-                  {t("common.delete")}
-                </button>
-              </td>
-            </tr>
+            <DriverRow
+              key={d.id}
+              driver={d}
+              onSave={(body) => update.mutateAsync({ id: d.id, body })}
+              onDelete={() => remove.mutate(d.id)}
+            />
           ))}
         </tbody>
       </table>
@@ -441,11 +450,7 @@ const ROLES = ["admin", "dispatcher", "viewer"] as const;
 function UsersTab() {
   const { t } = useTranslation();
   const refresh = useRefresh("users");
-  const users = useQuery({
-    queryKey: ["users"],
-    queryFn: async () =>
-      unwrap(await api.GET("/api/v1/users", { params: { query: { limit: 200 } } })).items,
-  });
+  const users = useUsers();
   const [form, setForm] = useState<Schemas["UserCreate"]>({
     email: "",
     full_name: "",

@@ -5,9 +5,11 @@ import { type FormEvent, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { api, unwrap, type Schemas } from "../../api/client";
 import { ProblemMessage } from "../../components/ProblemMessage";
+import { useUsers } from "../admin/api";
 import { useCan } from "../auth/session";
 import { useGeofences } from "../geofences/api";
 import { useVehicles } from "../vehicles/api";
+import { RecipientPicker } from "./RecipientPicker";
 
 import {
   CHANNELS,
@@ -29,6 +31,7 @@ export default function RulesPage() {
   const client = useQueryClient();
   const vehicles = useVehicles();
   const geofences = useGeofences();
+  const users = useUsers(can.manageUsers);
   const [draft, setDraft] = useState<Draft>(EMPTY);
   const [editing, setEditing] = useState<string | null>(null);
   const rules = useQuery({
@@ -87,6 +90,7 @@ export default function RulesPage() {
       groups: rule.vehicle_groups.join(", "),
       channels: rule.channels.filter((c): c is Channel => (CHANNELS as string[]).includes(c)),
       emails: rule.recipients.emails.join(", "),
+      userIds: rule.recipients.user_ids,
       cooldownS: String(rule.cooldown_s),
       activeFrom: rule.active_hours?.start ?? "",
       activeTo: rule.active_hours?.end ?? "",
@@ -190,6 +194,11 @@ export default function RulesPage() {
               onChange={(e) => setDraft({ ...draft, emails: e.target.value })}
             />
           </label>
+          <RecipientPicker
+            users={can.manageUsers ? (users.data ?? []) : null}
+            selected={draft.userIds}
+            onChange={(ids) => setDraft({ ...draft, userIds: ids })}
+          />
           <label>
             {t("rules.cooldown")}
             <input
@@ -234,7 +243,7 @@ export default function RulesPage() {
               {t("common.cancel")}
             </button>
           ) : null}
-          <ProblemMessage error={save.error} />
+          <ProblemMessage error={save.error ?? users.error} />
         </form>
       ) : null}
       <ProblemMessage error={rules.error ?? patch.error ?? remove.error} />

@@ -25,6 +25,8 @@ export interface Draft {
   groups: string;
   channels: Channel[];
   emails: string;
+  /** Push recipients (none: every user of the org). */
+  userIds: string[];
   cooldownS: string;
   activeFrom: string;
   activeTo: string;
@@ -38,6 +40,7 @@ export const EMPTY: Draft = {
   groups: "",
   channels: ["in_app"],
   emails: "",
+  userIds: [],
   cooldownS: "300",
   activeFrom: "",
   activeTo: "",
@@ -57,7 +60,7 @@ export function ruleBody(draft: Draft, timezone: string): RuleIn {
     geofence_ids: draft.geofenceIds,
     vehicle_groups: list(draft.groups),
     channels: draft.channels,
-    recipients: { emails: list(draft.emails), user_ids: [] },
+    recipients: { emails: list(draft.emails), user_ids: draft.userIds },
     cooldown_s: Number(draft.cooldownS) || 0,
     active_hours:
       draft.activeFrom && draft.activeTo

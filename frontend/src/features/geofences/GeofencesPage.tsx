@@ -1,102 +1,138 @@
-// Geofences: the list, drawing new polygons and circles on the map (terra-draw), name and
-// speed limit, edit, delete.
+// Geofences: the list, drawing new polygons and circles on the map (terra-draw), editing a
+// saved one's shape, name and speed limit, delete.
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import type { Map as MapLibreMap } from "maplibre-gl";
 import type { Polygon } from "geojson";
 import { useEffect, useRef, useState } from "react";
 import { useTranslation } from "react-i18next";
-import { TerraDraw, TerraDrawCircleMode, TerraDrawPolygonMode } from "terra-draw";
-import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
-import { api, unwrap } from "../../api/client";
+import type { GeoJSONStoreFeatures, TerraDraw } from "terra-draw";
+import { api, unwrap, type Schemas } from "../../api/client";
 import { ProblemMessage } from "../../components/ProblemMessage";
 import { formatSpeed } from "../../lib/format";
 import { useCan } from "../auth/session";
 import { fleet } from "../live/liveStore";
 import { createMap } from "../map/baseMap";
 import { useGeofences } from "./api";
-import { drawnGeometry, type GeofenceGeometry } from "./drawnGeometry";
+import { createDraw } from "./drawing";
+import { drawFeature, drawnGeometry, type DrawMode, type GeofenceGeometry } from "./drawnGeometry";
 import { GeofenceLayerToggle } from "./GeofenceLayerToggle";
 import { useGeofenceLayer } from "./useGeofenceLayer";
 
-type Mode = "polygon" | "circle";
+type Geofence = Schemas["GeofenceOut"];
+
+function fitAll(map: MapLibreMap, points: Array<[number, number]>, maxZoom: number) {
+  if (points.length === 0) return;
+  const lons = points.map((p) => p[0]);
+  const lats = points.map((p) => p[1]);
+  map.fitBounds(
+    [
+      [Math.min(...lons), Math.min(...lats)],
+      [Math.max(...lons), Math.max(...lats)],
+    ],
+    { padding: 60, maxZoom, duration: 0 },
+  );
+}
 
 export default function GeofencesPage() {
   const { t, i18n } = useTranslation();
   const can = useCan();
   const client = useQueryClient();
   const geofences = useGeofences();
-  const layer = useGeofenceLayer();
+  const [editing, setEditing] = useState<string | null>(null);
+  const [shapeEditable, setShapeEditable] = useState(true);
+  // The shape being edited is drawn by terra-draw, not by the layer.
+  const layer = useGeofenceLayer(shapeEditable ? editing : null);
   const container = useRef<HTMLDivElement>(null);
+  const mapRef = useRef<MapLibreMap | null>(null);
   const drawRef = useRef<TerraDraw | null>(null);
-  const [mode, setMode] = useState<Mode | null>(null);
+  const [ready, setReady] = useState(false);
+  const [mode, setMode] = useState<DrawMode | null>(null);
+  // The shape to save: drawn, or edited (null while editing = the saved shape is kept).
   const [geometry, setGeometry] = useState<GeofenceGeometry | null>(null);
   const [name, setName] = useState("");
   const [speedLimit, setSpeedLimit] = useState("");
-  const [editing, setEditing] = useState<string | null>(null);
   const attach = layer.attach;
 
   useEffect(() => {
     let map: MapLibreMap | null = null;
     let disposed = false;
-    void createMap(container.current as HTMLDivElement).then((created) => {
+    void createMap(container.current as HTMLDivElement, { hash: true }).then((created) => {
       if (disposed) return created.remove();
       map = created;
       created.on("load", () => {
         attach(created);
-        const fixes = [...fleet.fixes.values()];
-        if (fixes.length > 0) {
-          const lons = fixes.map((f) => f.lon);
-          const lats = fixes.map((f) => f.lat);
-          created.fitBounds(
-            [
-              [Math.min(...lons), Math.min(...lats)],
-              [Math.max(...lons), Math.max(...lats)],
-            ],
-            { padding: 60, maxZoom: 14, duration: 0 },
+        // A view in the URL (`#zoom/lat/lon`) wins over fitting the fleet.
+        if (!window.location.hash) {
+          fitAll(
+            created,
+            [...fleet.fixes.values()].map((f) => [f.lon, f.lat]),
+            14,
           );
         }
-        const draw = new TerraDraw({
-          adapter: new TerraDrawMapLibreGLAdapter({ map: created }),
-          modes: [new TerraDrawPolygonMode(), new TerraDrawCircleMode()],
-        });
-        draw.start();
-        draw.on("finish", (id) => {
+        const draw = createDraw(created);
+        // A shape drawn is selected at once so that it can be adjusted before saving; every
+        // later edit (a vertex or the whole shape dragged, a circle resized) finishes too.
+        draw.on("finish", (id, context) => {
           const feature = draw.getSnapshotFeature(id);
           if (!feature || feature.geometry.type !== "Polygon") return;
-          const drawn = drawnGeometry(
-            String(feature.properties.mode),
-            feature.geometry as Polygon,
-            feature.properties as Record<string, unknown>,
-          );
-          setGeometry(drawn);
-          draw.setMode("static");
-          setMode(null);
+          setGeometry(drawnGeometry(String(feature.properties.mode), feature.geometry as Polygon));
+          if (context.action === "draw") {
+            draw.setMode("select");
+            draw.selectFeature(id);
+            setMode(null);
+          }
         });
         drawRef.current = draw;
+        mapRef.current = created;
+        setReady(true);
       });
     });
     return () => {
       disposed = true;
       drawRef.current?.stop();
       drawRef.current = null;
+      mapRef.current = null;
       map?.remove();
     };
   }, [attach]);
 
-  const startDrawing = (next: Mode) => {
-    const draw = drawRef.current;
-    if (!draw) return;
-    draw.clear();
-    setGeometry(null);
-    setEditing(null);
-    draw.setMode(next);
-    setMode(next);
-  };
-  const reset = () => {
+  const clearShape = () => {
     drawRef.current?.clear();
     drawRef.current?.setMode("static");
     setGeometry(null);
     setMode(null);
+    setShapeEditable(true);
+  };
+  const startDrawing = (next: DrawMode) => {
+    clearShape();
+    if (editing) {
+      setEditing(null);
+      setName("");
+      setSpeedLimit("");
+    }
+    drawRef.current?.setMode(next);
+    setMode(next);
+  };
+  const startEditing = (geofence: Geofence) => {
+    clearShape();
+    setEditing(geofence.id);
+    setName(geofence.name);
+    setSpeedLimit(geofence.speed_limit_kph ? String(geofence.speed_limit_kph) : "");
+    const draw = drawRef.current;
+    const map = mapRef.current;
+    const feature = drawFeature(geofence.geometry);
+    const [loaded] =
+      draw && feature ? draw.addFeatures([feature as unknown as GeoJSONStoreFeatures]) : [];
+    if (!draw || !map || !feature || !loaded?.valid || loaded.id === undefined) {
+      setShapeEditable(false);
+      return;
+    }
+    draw.setMode("select");
+    draw.selectFeature(loaded.id);
+    fitAll(map, feature.geometry.coordinates[0] as Array<[number, number]>, 17);
+  };
+  const reset = () => {
+    clearShape();
     setName("");
     setSpeedLimit("");
     setEditing(null);
@@ -149,6 +185,7 @@ export default function GeofencesPage() {
           <button
             type="button"
             onClick={() => startDrawing("polygon")}
+            disabled={!ready}
             aria-pressed={mode === "polygon"}
             data-testid="draw-polygon"
           >
@@ -157,6 +194,7 @@ export default function GeofencesPage() {
           <button
             type="button"
             onClick={() => startDrawing("circle")}
+            disabled={!ready}
             aria-pressed={mode === "circle"}
             data-testid="draw-circle"
           >
@@ -198,6 +236,11 @@ export default function GeofencesPage() {
               {mode === "circle" ? t("geofences.circleHint") : t("geofences.drawHint")}
             </p>
           ) : null}
+          {!mode && (geometry || editing) ? (
+            <p className="notice" data-testid="geofence-edit-hint">
+              {shapeEditable ? t("geofences.editHint") : t("geofences.shapeNotEditable")}
+            </p>
+          ) : null}
           <ProblemMessage error={save.error ?? remove.error} />
         </form>
       ) : null}
@@ -230,11 +273,9 @@ export default function GeofencesPage() {
                 <>
                   <button
                     type="button"
-                    onClick={() => {
-                      setEditing(g.id);
-                      setName(g.name);
-                      setSpeedLimit(g.speed_limit_kph ? String(g.speed_limit_kph) : "");
-                    }}
+                    onClick={() => startEditing(g)}
+                    disabled={!ready}
+                    aria-pressed={editing === g.id}
                     data-testid="geofence-edit"
                   >
                     {t("common.edit")}

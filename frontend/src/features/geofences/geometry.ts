@@ -1,7 +1,7 @@
 // Geofence geometry: the API's Polygon or Circle, as GeoJSON for the map.
 import type { Feature, Polygon } from "geojson";
 
-const EARTH_RADIUS_M = 6_371_008.8;
+export const EARTH_RADIUS_M = 6_371_008.8;
 
 export interface CircleGeometry {
   type: "Circle";

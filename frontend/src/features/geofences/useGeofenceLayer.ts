@@ -12,7 +12,8 @@ export interface GeofenceLayer {
   setVisible(visible: boolean): void;
 }
 
-export function useGeofenceLayer(): GeofenceLayer {
+/** `hiddenId`: a geofence left out (the one being edited, drawn by terra-draw instead). */
+export function useGeofenceLayer(hiddenId: string | null = null): GeofenceLayer {
   const geofences = useGeofences();
   const [visible, setVisible] = useState(true);
   const mapRef = useRef<MapLibreMap | null>(null);
@@ -49,9 +50,12 @@ export function useGeofenceLayer(): GeofenceLayer {
   useEffect(() => {
     const source = mapRef.current?.getSource("geofences") as GeoJSONSource | undefined;
     if (!source) return;
-    const features = (geofences.data ?? []).map(geofenceFeature).filter((f) => f !== null);
+    const features = (geofences.data ?? [])
+      .filter((g) => g.id !== hiddenId)
+      .map(geofenceFeature)
+      .filter((f) => f !== null);
     source.setData({ type: "FeatureCollection", features });
-  }, [geofences.data, attached]);
+  }, [geofences.data, attached, hiddenId]);
 
   useEffect(() => {
     const map = mapRef.current;

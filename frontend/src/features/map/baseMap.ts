@@ -51,13 +51,19 @@ export function baseStyle(): Promise<StyleSpecification | string> {
   return resolvedStyle;
 }
 
-export async function createMap(container: HTMLElement): Promise<maplibregl.Map> {
+/** `hash`: the view follows the URL's `#zoom/lat/lon` both ways, so a view can be linked to
+ * (and a test knows exactly where the map is). */
+export async function createMap(
+  container: HTMLElement,
+  { hash = false }: { hash?: boolean } = {},
+): Promise<maplibregl.Map> {
   const style = await baseStyle();
   const map = new maplibregl.Map({
     container,
     style,
     center: [106.7, 10.78],
     zoom: 3,
+    hash,
     attributionControl: { compact: true },
   });
   map.addControl(new maplibregl.NavigationControl({ visualizePitch: false }), "top-right");
