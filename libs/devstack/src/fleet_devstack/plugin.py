@@ -57,12 +57,27 @@ _SHARED_FIXTURE_FOLDERS = (Path("tests") / "monitoring",)
 
 def pytest_collection_modifyitems(config, items) -> None:
     """`make test` runs the suite in parallel workers (pytest-xdist, `--dist loadgroup`): a
-    file's tests stay together in one worker, where its session and module fixtures are."""
+    file's tests stay together in one worker, where its session and module fixtures are.
+    A `slow` test with no module fixture is a group of its own (each of those starts its own
+    servers), so that the long ones spread over the workers instead of queueing in one."""
     root = Path(config.rootpath)
     for item in items:
         path = Path(item.path).relative_to(root)
         group = next((f for f in _SHARED_FIXTURE_FOLDERS if path.is_relative_to(f)), path)
+        if item.get_closest_marker("slow") and not _uses_module_fixtures(item):
+            group = item.nodeid
         item.add_marker(pytest.mark.xdist_group(str(group)))
+
+
+def _uses_module_fixtures(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return True
+    return any(
+        definitions[-1].scope in ("module", "package", "class")
+        for definitions in info.name2fixturedefs.values()
+        if definitions
+    )
 
 
 def _new_stack(base: Path) -> Stack:
