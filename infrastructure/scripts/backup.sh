@@ -27,10 +27,18 @@
 # Prints the backup's directory on the last line. Exit status 0 only if everything worked.
 set -euo pipefail
 
+# shellcheck source=SCRIPTDIR/backup-metrics.sh
+. "$(dirname "$(readlink -f "$0")")/backup-metrics.sh"
+
 backup_root=${FLEET_BACKUP_DIR:-/var/backups/fleet-tracker}
 retention_days=${FLEET_BACKUP_RETENTION_DAYS:-30}
-textfile_dir=${FLEET_BACKUP_TEXTFILE_DIR:-}
 compose=${FLEET_BACKUP_COMPOSE:-0}
+if [ "$compose" = 1 ]; then
+    # The directory the compose node-exporter reads (docker-compose.yml).
+    textfile_dir=${FLEET_BACKUP_TEXTFILE_DIR:-.state/backup-metrics}
+else
+    textfile_dir=${FLEET_BACKUP_TEXTFILE_DIR:-}
+fi
 services=(auth vehicle location notification)
 
 started=$(date +%s)
@@ -39,38 +47,10 @@ target="$backup_root/fleet-$stamp"
 work="$target.partial"
 
 write_metrics() {
-    # $1: 1 for success, 0 for failure. Atomic (rename) so node-exporter never reads half.
-    [ -n "$textfile_dir" ] || return 0
-    local now size prom="$textfile_dir/fleet_backup_dump.prom"
-    now=$(date +%s)
+    # $1: 1 for success, 0 for failure.
+    local size
     size=$(du -sb "$target" 2>/dev/null | cut -f1 || true)
-    {
-        echo "# HELP fleet_backup_last_run_timestamp_seconds When the last backup run ended."
-        echo "# TYPE fleet_backup_last_run_timestamp_seconds gauge"
-        echo "fleet_backup_last_run_timestamp_seconds{kind=\"dump\"} $now"
-        echo "# HELP fleet_backup_last_run_success 1 if the last backup run succeeded."
-        echo "# TYPE fleet_backup_last_run_success gauge"
-        echo "fleet_backup_last_run_success{kind=\"dump\"} $1"
-        if [ "$1" = 1 ]; then
-            last_success=$now
-        elif [ -f "$prom" ]; then
-            last_success=$(sed -n 's/^fleet_backup_last_success_timestamp_seconds{kind="dump"} //p' "$prom")
-        fi
-        if [ -n "${last_success:-}" ]; then
-            echo "# HELP fleet_backup_last_success_timestamp_seconds When a backup last succeeded."
-            echo "# TYPE fleet_backup_last_success_timestamp_seconds gauge"
-            echo "fleet_backup_last_success_timestamp_seconds{kind=\"dump\"} $last_success"
-        fi
-        if [ "$1" = 1 ]; then
-            echo "# HELP fleet_backup_last_size_bytes Size of the last successful backup."
-            echo "# TYPE fleet_backup_last_size_bytes gauge"
-            echo "fleet_backup_last_size_bytes{kind=\"dump\"} ${size:-0}"
-            echo "# HELP fleet_backup_last_duration_seconds How long the last successful backup took."
-            echo "# TYPE fleet_backup_last_duration_seconds gauge"
-            echo "fleet_backup_last_duration_seconds{kind=\"dump\"} $((now - started))"
-        fi
-    } >"$prom.tmp"
-    mv "$prom.tmp" "$prom"
+    write_backup_metrics "$textfile_dir" dump "$1" "$started" "${size:-0}"
 }
 
 fail() {

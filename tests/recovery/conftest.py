@@ -16,19 +16,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_devstack.servers import Postgres, _as_user, _chown, free_port, postgres_bindir
 from fleet_devstack.stack import REPO_ROOT
 
 PGBACKREST = REPO_ROOT / "infrastructure" / "pgbackrest"
+BACKUP_SCRIPT = REPO_ROOT / "infrastructure" / "scripts" / "pgbackrest-backup.sh"
 
 
-def as_postgres(*command: str) -> subprocess.CompletedProcess:
+def as_postgres(*command: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [*_as_user("postgres"), *command], capture_output=True, text=True, check=False
     )
-    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
+    if check:
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def backup_figures(textfile_dir: Path, kind: str) -> dict[str, float]:
+    """fleet_backup_<kind>.prom (backup.sh, pgbackrest-backup.sh) as node-exporter parses it."""
+    text = (textfile_dir / f"fleet_backup_{kind}.prom").read_text()
+    figures = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.labels == {"kind": kind}, sample
+            figures[sample.name] = sample.value
+    return figures
 
 
 def zombie(pid: int) -> bool:
@@ -69,10 +83,18 @@ class Archiving:
     server: Postgres
     backrest: list[str]  # pgbackrest with the test's configuration and the stanza
     archive_timeout_s: int  # in force on the server
+    textfile_dir: Path  # where pgbackrest-backup.sh writes its figures for node-exporter
     crashed: bool = False
 
     def pgbackrest(self, *args: str) -> subprocess.CompletedProcess:
         return as_postgres(*self.backrest, *args)
+
+    def backup(self, stanza: str = "fleet", check: bool = True) -> subprocess.CompletedProcess:
+        """The daily backup as the crontab runs it: infrastructure/scripts/pgbackrest-backup.sh."""
+        return as_postgres(
+            "env", f"FLEET_BACKUP_TEXTFILE_DIR={self.textfile_dir}",
+            str(BACKUP_SCRIPT), self.backrest[1], stanza, check=check,
+        )  # fmt: skip
 
     def crash(self) -> None:
         """SIGKILL the server, everything under it and pgBackRest's workers; its data
@@ -119,8 +141,9 @@ def archiving() -> Iterator[Callable[..., Archiving]]:
 
     def start() -> Archiving:
         data, socket_dir, repo = base / "pg", base / "socket", base / "repo"
-        for directory in (socket_dir, repo, base / "log", base / "spool", base / "lock"):
-            directory.mkdir()
+        textfile_dir = base / "textfile"
+        for name in ("socket", "repo", "textfile", "log", "spool", "lock"):
+            (base / name).mkdir()
         server = Postgres(data, free_port(), "pitr-test-password", durable=True)
         server.init()
         config = configparser.ConfigParser()
@@ -152,9 +175,10 @@ def archiving() -> Iterator[Callable[..., Archiving]]:
         server.start()
         backrest = ["pgbackrest", f"--config={conf}", "--stanza=fleet"]
         as_postgres(*backrest, "stanza-create")
-        as_postgres(*backrest, "--type=full", "backup")
-        started.append(Archiving(base, server, backrest, int(timeout.group(1))))
-        return started[-1]
+        archived = Archiving(base, server, backrest, int(timeout.group(1)), textfile_dir)
+        archived.backup()
+        started.append(archived)
+        return archived
 
     yield start
     for archived in started:

