@@ -64,10 +64,13 @@ class TrackerResults:
     `on_result`; an entry is acknowledged once handled, so a crash hands it to another
     replica (applying an outcome twice changes nothing: answers only move a command on)."""
 
-    def __init__(self, redis: Redis, group: str, on_result: ResultHandler) -> None:
+    def __init__(
+        self, redis: Redis, group: str, on_result: ResultHandler, claim_idle_ms: int = CLAIM_IDLE_MS
+    ) -> None:
         self._redis = redis
         self._group = group
         self._on_result = on_result
+        self._claim_idle_ms = claim_idle_ms
         self.name = f"vehicle-{uuid.uuid4().hex[:12]}"
 
     async def run(self) -> None:
@@ -80,7 +83,7 @@ class TrackerResults:
                 if not group_ready:
                     await self._ensure_group()
                     group_ready = True
-                if loop.time() - last_claim_s > CLAIM_IDLE_MS / 1000:
+                if loop.time() - last_claim_s > self._claim_idle_ms / 1000:
                     last_claim_s = loop.time()
                     await self._claim_stale()
                 response = await self._redis.xreadgroup(
@@ -115,7 +118,7 @@ class TrackerResults:
                 RESULTS_STREAM,
                 self._group,
                 self.name,
-                min_idle_time=CLAIM_IDLE_MS,
+                min_idle_time=self._claim_idle_ms,
                 start_id=start,
                 count=READ_COUNT,
             )
