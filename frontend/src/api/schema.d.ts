@@ -321,7 +321,7 @@ export interface paths {
         put?: never;
         /**
          * Create Command
-         * @description Send a command to the device: `custom` (`{"payload": ...}`), `set_interval` (`{"interval_s": ...}`), `engine_stop`, `engine_resume`, `reboot`, `request_position`. Answered at once with the command `queued` or `sent`; follow it with `GET /devices/{id}/commands`. An offline device gets it when it comes online, until `expires_in_s`. `engine_stop` is refused (409) unless the vehicle's newest position says it stands still, or `force` is set; engine commands are audited.
+         * @description Send a command to the device: `custom` (`{"payload": ...}`), `set_interval` (`{"interval_s": ...}`), `engine_stop`, `engine_resume`, `reboot`, `request_position`. Answered at once with the command `queued` or `sent`; follow it with `GET /devices/{id}/commands`. An offline device gets it when it comes online, until `expires_in_s`. `engine_stop` is refused (409) unless the vehicle's newest position says it stands still, or `force` is set; engine commands are audited. A hardware tracker (`teltonika`, `gt06`) takes `engine_stop`, `engine_resume`, `request_position`, `reboot` and `custom` (printable ASCII): another type is refused (409).
          */
         post: operations["create_command_api_v1_devices__device_id__commands_post"];
         delete?: never;
@@ -1197,25 +1197,6 @@ export interface components {
             delivered_at: string | null;
             /** Completed At */
             completed_at: string | null;
-        };
-        /**
-         * CommandResultIn
-         * @description A device's answer, as it publishes it on `fleet/{uid}/commands/result` (or a tracker
-         *     protocol adapter posts it to `/internal/commands/{id}/result`).
-         */
-        CommandResultIn: {
-            /**
-             * Id
-             * Format: uuid
-             */
-            id: string;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "delivered" | "acknowledged" | "failed";
-            /** Message */
-            message?: string | null;
         };
         /**
          * CommandStatus

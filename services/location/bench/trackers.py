@@ -2,15 +2,20 @@
 
 Starts a throwaway stack and the services as processes (ingest.py's harness), then:
 
-1. MQTT baseline: devices publishing arrays of 10 positions as fast as the broker and the
-   pipeline take them (ingest.py's publishers); records committed per second over the
-   steady window, read from the database;
+1. 10,000 concurrent connections each sending one record every 10 s (1,000 records/s):
+   p50/p99 send -> acknowledged (received, committed, answered) and the location process's
+   resident memory with them all held. Goals: p99 under 1 s, under 300 MB;
 2. Teltonika: 2,000 concurrent connections each sending 10-record Codec 8 packets, the next
    as soon as the previous one is acknowledged (which is after its commit); records
-   committed per second over the same kind of window. Goal: at least 0.8 x the MQTT rate;
-3. 10,000 concurrent connections each sending one record every 10 s (1,000 records/s):
-   p50/p99 send -> acknowledged (received, committed, answered) and the location process's
-   resident memory with them all held. Goals: p99 under 1 s, under 300 MB.
+   committed per second over the steady window, read from the database;
+3. MQTT baseline: devices publishing arrays of 10 positions faster than the pipeline takes
+   them (ingest.py's publishers); records committed per second over the same kind of
+   window. Goal: Teltonika at least 0.8 x this rate.
+
+The MQTT phase comes last: its publishers offer more than the pipeline commits, and the
+broker holds the rest (up to 128 MB) for the location service, which goes on committing it
+for minutes after the phase; any phase after it would be measured against that backlog (and
+the process's resident memory stays at its high-water mark).
 
 Trackers are registered in the vehicle database directly (creating 10,000 through the API
 would take the whole run); the location service still looks each up through the vehicle
@@ -365,14 +370,15 @@ async def main_async(args) -> None:
         }
         rss_idle = rss_mb(location_pid)
         print(f"location pid {location_pid}, {rss_idle:.0f} MB resident idle", flush=True)
-        # Warm-ups: the device caches and the connections' first lookups.
+        # Its handshakes warm the device cache for the flood's connections (the same IMEIs).
+        steady = await steady_phase(ctx, args.held, args.held_seconds, args.period)
+        print(f"  held: {steady}", flush=True)
+        tcp_rate, acked = await flood_phase(ctx, args.connections, args.seconds)
+        print(f"  Teltonika: {tcp_rate:,.0f} records/s committed ({acked:,} packets)", flush=True)
+        # A warm-up (the device cache), then the measured window.
         await mqtt_phase(ctx, 6.0)
         mqtt_rate = await mqtt_phase(ctx, args.seconds)
         print(f"  MQTT: {mqtt_rate:,.0f} records/s committed", flush=True)
-        tcp_rate, acked = await flood_phase(ctx, args.connections, args.seconds)
-        print(f"  Teltonika: {tcp_rate:,.0f} records/s committed ({acked:,} packets)", flush=True)
-        steady = await steady_phase(ctx, args.held, args.held_seconds, args.period)
-        print(f"  held: {steady}", flush=True)
 
         load = os.getloadavg()
         ratio = tcp_rate / mqtt_rate if mqtt_rate else float("nan")

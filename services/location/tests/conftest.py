@@ -56,6 +56,8 @@ def vehicle_service(stack, migrated_database, run_service, auth_service) -> Vehi
         # not know, and other tests run vehicle services on the same broker.
         "VEHICLE_DEVICE_GROUP": f"fleet-devices-location-{uuid.uuid4().hex[:8]}",
         "VEHICLE_COMMAND_SHARE_GROUP": f"location{uuid.uuid4().hex[:8]}",
+        # The tracker command tests see a command expire in about a second.
+        "VEHICLE_COMMAND_EXPIRY_SWEEP_INTERVAL_S": "0.3",
     }
     running = run_service("vehicle", env)
     return VehicleService(running.url, database_url)

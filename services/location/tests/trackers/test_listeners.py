@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from fleet_location.ingest.devices import MISSING
-from fleet_location.trackers import commands, gt06, teltonika
+from fleet_location.trackers import gt06, teltonika
 from fleet_location.trackers.errors import TrackerReason
 
 from .conftest import rejected
@@ -296,52 +296,3 @@ async def test_tenant_isolation(tracker_app, tracker_client, org_a, org_b, make_
     assert theirs.device_id not in seen_a
     assert theirs.device_id in seen_b
     assert ours.device_id not in seen_b
-
-
-async def test_commands_reach_a_connected_tracker_and_its_answer_comes_back(
-    tracker_app, org_a, make_tracker, connect, redis, wait_for
-):
-    teltonika_tracker = make_tracker(org_a, "teltonika")
-    gt06_tracker = make_tracker(org_a, "gt06")
-
-    async def push(uid: str, command: dict) -> None:
-        await redis.rpush(commands.queue_key(uid), orjson.dumps(command))
-        await redis.expire(commands.queue_key(uid), 3600)
-        await redis.publish(commands.COMMANDS_CHANNEL, uid)
-
-    async def result(command_id: str, status: str) -> dict | None:
-        for _id, fields in await redis.xrange(commands.RESULTS_STREAM):
-            decoded = {k.decode(): v.decode() for k, v in fields.items()}
-            if decoded["id"] == command_id and decoded["status"] == status:
-                return decoded
-        return None
-
-    # Queued before the device connects: delivered at its handshake.
-    stop_id = str(uuid.uuid4())
-    await push(teltonika_tracker.uid, {"id": stop_id, "type": "engine_stop", "params": {}})
-    client = await teltonika_session(connect, tracker_app, teltonika_tracker.uid)
-    expected = teltonika.encode_command("setdigout 1")
-    assert await client.read(len(expected)) == expected
-    sent = await wait_for(lambda: result(stop_id, "sent"))
-    assert sent["device_id"] == teltonika_tracker.device_id
-    await client.send(teltonika.encode_command_response("DOUT1:1 DOUT2:0"))
-    answered = await wait_for(lambda: result(stop_id, "answered"))
-    assert answered["message"] == "DOUT1:1 DOUT2:0"
-
-    # Sent while connected; a command a GT06 does not take is failed, not sent.
-    gt06_client = await connect(port(tracker_app, "gt06"))
-    await gt06_client.send(gt06.encode_login(gt06_tracker.uid, 1))
-    await gt06_client.read(10)
-    bad_id, resume_id = str(uuid.uuid4()), str(uuid.uuid4())
-    await push(gt06_tracker.uid, {"id": bad_id, "type": "reboot_the_moon", "params": {}})
-    await push(gt06_tracker.uid, {"id": resume_id, "type": "engine_resume", "params": {}})
-    assert await wait_for(lambda: result(bad_id, "failed"))
-    header = await gt06_client.read(3)
-    command = gt06.parse_packet(header + await gt06_client.read(header[2] + 2))
-    assert command.protocol == gt06.SERVER_COMMAND
-    flag = command.content[1:5]
-    assert command.content[5:] == b"RELAY,0#"
-    answer = bytes((4 + 3,)) + flag + b"OK!"
-    await gt06_client.send(gt06.encode(gt06.COMMAND_RESPONSE, answer, 9))
-    answered = await wait_for(lambda: result(resume_id, "answered"))
-    assert answered["message"] == "OK!"

@@ -30,8 +30,9 @@ class Settings(CommonSettings):
     # Downlink commands: how often expired ones are marked, and what "stopped" means for an
     # engine_stop without `force` (the newest position under this speed, this recent).
     command_expiry_sweep_interval_s: float = Field(5.0, gt=0)
-    # The shared-subscription group of device answers: every replica of one deployment uses
-    # the same group (each answer handled once); deployments sharing a broker use their own.
+    # The group device answers are split in: the MQTT shared subscription and the consumer
+    # group of the trackers' results stream. Every replica of one deployment uses the same
+    # group (each answer handled once); deployments sharing a broker or Redis use their own.
     command_share_group: str = Field("vehicle", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     engine_stop_max_speed_kph: float = Field(3.0, ge=0)
     engine_stop_max_position_age_s: float = Field(300.0, gt=0)

@@ -13,9 +13,14 @@ from fleet_common.tasks import stop_tasks
 from fleet_vehicle.broker.credentials import DeviceBroker
 from fleet_vehicle.broker.dynsec import DynsecClient
 from fleet_vehicle.broker.reconcile import reconcile
-from fleet_vehicle.commands.router import internal_router as commands_internal_router
 from fleet_vehicle.commands.router import router as commands_router
-from fleet_vehicle.commands.service import CommandAnswers, expire_commands, send_queued
+from fleet_vehicle.commands.service import (
+    CommandAnswers,
+    Downlink,
+    expire_commands,
+    send_queued,
+)
+from fleet_vehicle.commands.trackers import TrackerCommandQueue, TrackerResults
 from fleet_vehicle.commands.transport import CommandTransport, ensure_commands_role
 from fleet_vehicle.config import Settings
 from fleet_vehicle.devices.router import router as devices_router
@@ -56,13 +61,13 @@ async def _reconcile_on_every_connection(app: FastAPI, dynsec: DynsecClient) -> 
 
 
 async def _expire_commands_forever(app: FastAPI, interval_s: float) -> None:
-    """Expire old commands; send those created while the broker was unreachable."""
+    """Expire old commands; send those created while the broker or Redis was unreachable."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             async with app.state.sessionmaker() as session:
                 await expire_commands(session, app.state.redis)
-                await send_queued(session, app.state.command_transport)
+                await send_queued(session, app.state.downlink)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -92,7 +97,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await dynsec.start()
         await transport.start()
-        answers = CommandAnswers(app.state.sessionmaker, app.state.redis, transport)
+        downlink = Downlink(transport, TrackerCommandQueue(app.state.redis))
+        app.state.downlink = downlink
+        answers = CommandAnswers(app.state.sessionmaker, app.state.redis, downlink)
+        tracker_results = TrackerResults(
+            app.state.redis, settings.command_share_group, answers.apply
+        )
         if await dynsec.wait_connected(settings.broker_startup_wait_s):
             while not dynsec.ready.empty():
                 dynsec.ready.get_nowait()
@@ -107,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(_reconcile_on_every_connection(app, dynsec)),
             asyncio.create_task(transport.consume(answers), name="command-answers"),
+            asyncio.create_task(tracker_results.run(), name="tracker-command-results"),
             asyncio.create_task(
                 _expire_commands_forever(app, settings.command_expiry_sweep_interval_s),
                 name="command-expiry",
@@ -145,5 +156,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(router)
     app.include_router(api)
     app.include_router(internal_router)
-    app.include_router(commands_internal_router)
     return app

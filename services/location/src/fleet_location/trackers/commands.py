@@ -1,21 +1,30 @@
 """Downlink commands to connected trackers, taken from Redis (docs/trackers.md).
 
-A command for a TCP device (`{"id", "type", "params", "ts"}`, the MQTT command shape) is
-pushed onto the device's list `fleet:tracker-commands:{uid}` and its uid published on
-`fleet:tracker-commands`. Whichever location process holds that device's connection takes
-the list's commands and writes them (Teltonika Codec 12, GT06 0x80); a device connecting
-later gets what waits for it (the sender sets the list's expiry). Outcomes go onto the
-stream `fleet:tracker-command-results`: `sent` when written, `answered` with the device's
-reply text, `failed` when the command cannot be expressed in the device's protocol.
+The vehicle service pushes a command for a TCP device (`{"id", "type", "params", "ts",
+"expires_at"}`) onto the device's list and publishes its uid (fleet_common.tracker_commands
+has the names). Whichever location process holds that device's connection takes the list's
+commands and writes them (Teltonika Codec 12, GT06 0x80); a device connecting later gets
+what waits for it at its handshake, except what expired meanwhile (never written: an
+`engine_stop` hours late is worse than none). Outcomes go onto the results stream in the
+API's words: `delivered` when written, `acknowledged` with the device's reply text,
+`failed` when the command cannot be expressed in the device's protocol.
 """
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio import Redis
 
 from fleet_common.logging import get_logger
+from fleet_common.tracker_commands import (
+    COMMANDS_CHANNEL,
+    RESULTS_STREAM,
+    CommandNotExpressible,
+    command_text,
+    queue_key,
+)
 from fleet_location.ingest.parsing import DeviceInfo
 from fleet_location.trackers import metrics
 
@@ -24,41 +33,17 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-COMMANDS_CHANNEL = "fleet:tracker-commands"
-RESULTS_STREAM = "fleet:tracker-command-results"
 RESULTS_MAXLEN = 100_000
-MAX_COMMAND_CHARS = 512
-
-# What the API's command types are on each protocol: a Teltonika FMB's DOUT1 and a GT06's
-# relay are what an installer wires to the starter (engine immobiliser).
-_TEXTS = {
-    "teltonika": {"engine_stop": "setdigout 1", "engine_resume": "setdigout 0"},
-    "gt06": {"engine_stop": "RELAY,1#", "engine_resume": "RELAY,0#"},
-}
 
 
-def queue_key(uid: str) -> str:
-    return f"{COMMANDS_CHANNEL}:{uid}"
-
-
-class CommandError(ValueError):
-    pass
-
-
-def command_text(protocol: str, command: dict[str, Any]) -> str:
-    """The text a tracker of `protocol` understands for an API command; `custom` sends
-    `params.text` as it is."""
-    kind = command.get("type")
-    if kind == "custom":
-        params = command.get("params")
-        text = params.get("text") if isinstance(params, dict) else None
-    else:
-        text = _TEXTS.get(protocol, {}).get(str(kind))
-    if not isinstance(text, str) or not text:
-        raise CommandError(f"{kind!r} is not a command a {protocol} tracker takes")
-    if len(text) > MAX_COMMAND_CHARS or not text.isascii() or not text.isprintable():
-        raise CommandError("the command text must be printable ASCII of at most 512 characters")
-    return text
+def _expired(command: dict[str, Any]) -> bool:
+    expires_at = command.get("expires_at")
+    if not isinstance(expires_at, str):
+        return False
+    try:
+        return datetime.fromisoformat(expires_at.replace("Z", "+00:00")) <= datetime.now(UTC)
+    except ValueError:
+        return False
 
 
 class CommandRelay:
@@ -112,20 +97,27 @@ class CommandRelay:
         try:
             command = orjson.loads(raw)
             if not isinstance(command, dict):
-                raise CommandError("a command must be an object")
+                raise CommandNotExpressible("a command must be an object")
             command_id = str(command.get("id", ""))
-            text = command_text(session.protocol, command)
-        except (orjson.JSONDecodeError, CommandError) as exc:
+            if _expired(command):
+                # The vehicle service marks it expired by itself (same expiry).
+                metrics.COMMANDS.labels(session.protocol, "expired").inc()
+                return
+            text = command_text(
+                session.protocol, str(command.get("type")), command.get("params") or {}
+            )
+        except (orjson.JSONDecodeError, CommandNotExpressible) as exc:
             metrics.COMMANDS.labels(session.protocol, "failed").inc()
             await self._result(session.device, command_id, "failed", str(exc))
             return
         connection.write(session.command_bytes(text, command_id))
-        metrics.COMMANDS.labels(session.protocol, "sent").inc()
-        await self._result(session.device, command_id, "sent", text)
+        metrics.COMMANDS.labels(session.protocol, "delivered").inc()
+        log.info("tracker command written", uid=session.device.uid, command_id=command_id)
+        await self._result(session.device, command_id, "delivered", "")
 
     def answered(self, protocol: str, device: DeviceInfo, command_id: str, text: str) -> None:
-        metrics.COMMANDS.labels(protocol, "answered").inc()
-        task = asyncio.create_task(self._result(device, command_id, "answered", text))
+        metrics.COMMANDS.labels(protocol, "acknowledged").inc()
+        task = asyncio.create_task(self._result(device, command_id, "acknowledged", text))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -142,7 +134,7 @@ class CommandRelay:
                 "uid": device.uid,
                 "org_id": str(device.org_id),
                 "status": status,
-                "message": message[:1000],
+                "message": message[:500],
             },
             maxlen=RESULTS_MAXLEN,
             approximate=True,

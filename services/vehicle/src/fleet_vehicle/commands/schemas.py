@@ -73,8 +73,8 @@ class CommandOut(BaseModel):
 
 
 class CommandResultIn(BaseModel):
-    """A device's answer, as it publishes it on `fleet/{uid}/commands/result` (or a tracker
-    protocol adapter posts it to `/internal/commands/{id}/result`)."""
+    """A device's answer, as it publishes it on `fleet/{uid}/commands/result` (or the location
+    service reports a tracker's on the tracker command results stream)."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -2,12 +2,14 @@
 
 The vehicle service owns commands because it owns devices (a command is sent to a device
 and checked against it: its org, protocol, state) and already administers the broker. A
-command is a row first (`queued`), then handed to the broker at QoS 1 (`sent`; the expiry
-sweep retries one the broker was unreachable for). Every time the device reports `online`
-on its status topic its open commands are sent again until they expire, so a device that
-was offline, or lost its session, still gets them (devices drop repeats by `id`). A device
-answers `delivered`, then `acknowledged` or `failed`; each answer, and an expiry, raises a
-`command_result` event.
+command is a row first (`queued`), then handed on (`sent`; the expiry sweep retries one that
+could not be): to the broker at QoS 1 for MQTT devices, to the tracker's Redis queue for
+hardware trackers (commands/trackers.py). Every time an MQTT device reports `online` on its
+status topic its open commands are sent again until they expire, so a device that was
+offline, or lost its session, still gets them (devices drop repeats by `id`); a tracker's
+queue waits for its next connection instead, and it gets each command once. A device (or
+the location service for a tracker) answers `delivered`, then `acknowledged` or `failed`;
+each answer, and an expiry, raises a `command_result` event.
 """
 
 import json
@@ -23,13 +25,16 @@ from fleet_common.auth import Principal
 from fleet_common.errors import ConflictError
 from fleet_common.logging import get_logger
 from fleet_common.redis import latest_key
+from fleet_common.tracker_commands import CommandNotExpressible, command_text
 from fleet_vehicle.commands.schemas import CommandCreate, CommandResultIn
+from fleet_vehicle.commands.trackers import TrackerCommandQueue
 from fleet_vehicle.commands.transport import CommandsUnavailableError, CommandTransport
 from fleet_vehicle.devices.service import get_device
 from fleet_vehicle.events import publish_event
 from fleet_vehicle.listing import paginate
 from fleet_vehicle.models import (
     OPEN_COMMAND_STATUSES,
+    TCP_PROTOCOLS,
     CommandStatus,
     CommandType,
     Device,
@@ -40,9 +45,9 @@ from fleet_vehicle.models import (
 
 log = get_logger(__name__)
 
-# Protocols whose devices take commands: MQTT devices on their command topic. Tracker
-# protocols join when their adapters deliver commands (see docs/commands.md).
-COMMAND_PROTOCOLS = frozenset({DeviceProtocol.mqtt})
+# Protocols whose devices take commands: MQTT devices on their command topic, hardware
+# trackers through the location service's TCP connection to them.
+COMMAND_PROTOCOLS = frozenset({DeviceProtocol.mqtt, *TCP_PROTOCOLS})
 # An answer moves a command forward only: from these statuses.
 _ALLOWED_FROM = {
     "delivered": (CommandStatus.queued, CommandStatus.sent),
@@ -55,16 +60,37 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def device_payload(command: DeviceCommand) -> bytes:
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def device_payload(command: DeviceCommand) -> dict:
     """What the device receives: `{"id", "type", "params", "ts"}`."""
-    return json.dumps(
-        {
-            "id": str(command.id),
-            "type": command.type,
-            "params": command.params,
-            "ts": now().isoformat().replace("+00:00", "Z"),
-        }
-    ).encode()
+    return {
+        "id": str(command.id),
+        "type": command.type,
+        "params": command.params,
+        "ts": _iso(now()),
+    }
+
+
+class Downlink:
+    """Where a device's commands go, by its protocol."""
+
+    def __init__(self, mqtt: CommandTransport, trackers: TrackerCommandQueue) -> None:
+        self.mqtt = mqtt
+        self.trackers = trackers
+
+    async def publish(self, protocol: str, command: DeviceCommand) -> None:
+        payload = device_payload(command)
+        if protocol in TCP_PROTOCOLS:
+            # The location service skips a command whose expiry passed while it waited.
+            payload["expires_at"] = _iso(command.expires_at)
+            await self.trackers.publish(
+                command.uid, json.dumps(payload).encode(), command.expires_at
+            )
+        else:
+            await self.mqtt.publish(command.uid, json.dumps(payload).encode())
 
 
 async def _vehicle_stopped(
@@ -90,7 +116,7 @@ async def _vehicle_stopped(
 async def create_command(
     session: AsyncSession,
     redis: Redis,
-    transport: CommandTransport,
+    downlink: Downlink,
     principal: Principal,
     device_id: uuid.UUID,
     data: CommandCreate,
@@ -103,6 +129,12 @@ async def create_command(
         raise ConflictError(f"{device.protocol} devices take no commands")
     if not device.active:
         raise ConflictError("the device is disabled")
+    if device.protocol in TCP_PROTOCOLS:
+        try:
+            command_text(device.protocol, data.type, data.params)
+        except CommandNotExpressible as exc:
+            # Known now, not when the tracker connects: answered here.
+            raise ConflictError(str(exc)) from exc
     if data.type == CommandType.engine_stop and not data.force:
         stopped, why = await _vehicle_stopped(
             redis,
@@ -138,14 +170,16 @@ async def create_command(
             user_id=str(principal.user_id),
             forced=data.force,
         )
-    await send(session, transport, command)
+    await send(session, downlink, command, device.protocol)
     return command
 
 
-async def send(session: AsyncSession, transport: CommandTransport, command: DeviceCommand) -> None:
-    """Hand the command to the broker; it stays `queued` if the broker is unreachable."""
+async def send(
+    session: AsyncSession, downlink: Downlink, command: DeviceCommand, protocol: str
+) -> None:
+    """Hand the command on; it stays `queued` if the broker (or Redis) is unreachable."""
     try:
-        await transport.publish(command.uid, device_payload(command))
+        await downlink.publish(protocol, command)
     except CommandsUnavailableError as exc:
         log.warning("command not sent yet", command_id=str(command.id), error=str(exc))
         return
@@ -265,7 +299,7 @@ async def expire_commands(session: AsyncSession, redis: Redis) -> int:
         await session.scalars(
             update(DeviceCommand)
             .where(
-                DeviceCommand.status.in_((CommandStatus.queued, CommandStatus.sent)),
+                DeviceCommand.status.in_(OPEN_COMMAND_STATUSES),
                 DeviceCommand.expires_at <= now(),
             )
             .values(status=CommandStatus.expired, completed_at=now())
@@ -279,32 +313,33 @@ async def expire_commands(session: AsyncSession, redis: Redis) -> int:
     return len(expired)
 
 
-async def send_queued(session: AsyncSession, transport: CommandTransport, limit: int = 500) -> None:
-    """Send commands the broker never took (it was down when they were created)."""
-    if not transport.connected:
-        return
-    queued = await session.scalars(
-        select(DeviceCommand)
+async def send_queued(session: AsyncSession, downlink: Downlink, limit: int = 500) -> None:
+    """Send commands the broker (or Redis) never took: it was down when they were created."""
+    queued = await session.execute(
+        select(DeviceCommand, Device.protocol)
+        .join(Device, Device.id == DeviceCommand.device_id)
         .where(DeviceCommand.status == CommandStatus.queued, DeviceCommand.expires_at > now())
         .order_by(DeviceCommand.created_at)
         .limit(limit)
     )
-    for command in list(queued):
-        await send(session, transport, command)
+    for command, protocol in list(queued):
+        if protocol in TCP_PROTOCOLS or downlink.mqtt.connected:
+            await send(session, downlink, command, protocol)
 
 
 class CommandAnswers:
-    """Handles what devices publish back: results, and `online` (resend open commands)."""
+    """Handles what devices publish back (results, and `online`: resend open commands), and
+    the location service's outcomes for trackers."""
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: Redis,
-        transport: CommandTransport,
+        downlink: Downlink,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.redis = redis
-        self.transport = transport
+        self.downlink = downlink
 
     async def __call__(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
@@ -319,6 +354,10 @@ class CommandAnswers:
         except ValueError as exc:
             log.warning("unreadable command result", uid=uid, error=str(exc)[:300])
             return
+        await self.apply(uid, result)
+
+    async def apply(self, uid: str, result: CommandResultIn) -> None:
+        """Apply an answer naming `uid`'s command (a device's, or a tracker's outcome)."""
         async with self.sessionmaker() as session:
             if await record_result(session, self.redis, uid, result) is None:
                 log.info("command result for no open command", uid=uid, command_id=str(result.id))
@@ -326,4 +365,4 @@ class CommandAnswers:
     async def resend(self, uid: str) -> None:
         async with self.sessionmaker() as session:
             for command in await open_commands(session, uid):
-                await send(session, self.transport, command)
+                await send(session, self.downlink, command, DeviceProtocol.mqtt)
