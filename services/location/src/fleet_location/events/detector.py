@@ -32,6 +32,7 @@ from fleet_location.config import Settings
 from fleet_location.geofences.index import GeofenceIndex, IndexedGeofence, haversine_m
 from fleet_location.ingest.metrics import DEVICES_SEEN
 from fleet_location.positions.model import Position
+from fleet_location.redis_scripts import queue_script
 
 log = get_logger(__name__)
 
@@ -80,7 +81,8 @@ MAX_CACHED_STATES = 100_000
 
 
 def state_key(device_id: UUID | str) -> str:
-    return f"fleet:detect:{device_id}"
+    # In the events stream's hash slot (fleet_common.redis): the CAS script writes both.
+    return f"fleet:detect:{{{EVENTS_STREAM}}}:{device_id}"
 
 
 @dataclass(frozen=True)
@@ -676,7 +678,7 @@ class EventDetector:
                         args += (cache[device][0], state_json, len(events))
                         args += (orjson.dumps(e) for e in events)
                     keys = [state_key(device) for device, _, _ in chunk]
-                    await self._cas(keys=[*keys, EVENTS_STREAM], args=args, client=pipe)
+                    await queue_script(pipe, self._cas, keys=[*keys, EVENTS_STREAM], args=args)
                 results = await pipe.execute()
             versions = [version for chunk in results for version in chunk]
             for (device, state_json, events), version in zip(writes, versions, strict=True):
