@@ -1,12 +1,13 @@
 """The whole platform, five real service processes on the session's servers."""
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from fleet_devstack.plugin import RunningService
-from fleet_devstack.servers import free_port
+from fleet_devstack.servers import PgBouncer, free_port
 from fleet_devstack.stack import DATABASES, SERVICE_PORTS
 
 BACKENDS = ["auth", "vehicle", "location", "notification"]
@@ -25,15 +26,31 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-def platform(stack, migrated_database, run_service, tmp_path_factory) -> Platform:
+def pgbouncer(stack) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction pooling mode in front of the session's PostgreSQL."""
+    # Beside the stack's PostgreSQL: a directory the postgres user can reach.
+    port = free_port()
+    bouncer = PgBouncer(stack.state_dir / f"pgbouncer-{port}", port, stack.postgres)
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(stack, pgbouncer, migrated_database, run_service, tmp_path_factory) -> Platform:
+    """The services reach their databases through PgBouncer, as Kubernetes runs them (the
+    services' own tests reach PostgreSQL directly, as compose runs them)."""
     ports = {name: free_port() for name in SERVICE_PORTS}
     env = stack.service_env(
-        database_urls={name: migrated_database(name) for name in DATABASES},
+        database_urls={
+            name: pgbouncer.url(migrated_database(name).rsplit("/", 1)[1]) for name in DATABASES
+        },
         service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
         keys_dir=tmp_path_factory.mktemp("keys"),
     )
     env.update(
         {
+            "DATABASE_PGBOUNCER": "true",
             # A Redis database of its own: other tests' events must not reach this
             # notification service, nor its positions their listeners.
             "REDIS_URL": stack.redis.url.rsplit("/", 1)[0] + "/9",
@@ -48,6 +65,8 @@ def platform(stack, migrated_database, run_service, tmp_path_factory) -> Platfor
             "LOCATION_OVERSPEED_MIN_DURATION_S": "0.3",
             "VEHICLE_COMMAND_SHARE_GROUP": f"platform{uuid.uuid4().hex[:8]}",
             "NOTIFICATION_DELIVERY_POLL_INTERVAL_S": "0.2",
+            # The PgBouncer test's webhook receiver listens on the loopback interface.
+            "NOTIFICATION_WEBHOOK_ALLOWLIST": "127.0.0.1/32",
         }
     )
     # Backends first: the gateway's readiness reports its upstreams.

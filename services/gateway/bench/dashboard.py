@@ -44,6 +44,7 @@ import redis
 from live_batch import VEHICLES, position_message, vehicle_ids
 from playwright.async_api import Page, async_playwright
 
+from fleet_common.redis import latest_key
 from fleet_devstack.servers import free_port, remove_tree
 from fleet_devstack.stack import (
     DATABASES,
@@ -178,7 +179,7 @@ def seed_latest(redis_url: str, org_id: str) -> None:
     for n, vehicle in enumerate(ids):
         message = position_message(ids, org_id, n)
         latest[vehicle] = message[len('{"type":"position","data":') : -1]
-    client.hset(f"fleet:latest:{org_id}", mapping=latest)
+    client.hset(latest_key(org_id), mapping=latest)
     client.close()
 
 

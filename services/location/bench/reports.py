@@ -41,7 +41,7 @@ from ingest import PASSWORD, goal, start_services, stop_services
 
 from fleet_devstack.servers import free_port
 from fleet_devstack.stack import Stack
-from fleet_location.ingest.writer import TelemetryWriter, init_connection
+from fleet_location.ingest.writer import TelemetryWriter
 from fleet_location.positions.model import Position
 from fleet_location.positions.service import stream_history
 from fleet_location.trips.detection import Fix, analyse
@@ -197,7 +197,7 @@ async def main_async(args) -> None:
         org_id = uuid.UUID(org)
         vehicle_ids = [uuid.UUID(v) for v in vehicles]
         dsn = stack.postgres.url("location_db", driver="postgresql")
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=init_connection)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
         now = datetime.now(UTC).replace(microsecond=0)
         start = (now - timedelta(days=args.days)).replace(minute=0, second=0)
         async with pool.acquire() as conn:

@@ -6,7 +6,8 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis
 
-from fleet_common.redis import EVENTS_STREAM
+from fleet_common.redis import EVENTS_STREAM, create_redis
 from fleet_devstack.servers import free_port
 from fleet_notification.config import Settings
 from fleet_notification.main import create_app
@@ -227,10 +228,9 @@ def make_notification_env(
     return factory
 
 
-@pytest.fixture(scope="session")
-async def notification(make_notification_env):
-    """The app in-process with its consumer and worker running; yields (client, app, redis)."""
-    env = make_notification_env(3)
+@asynccontextmanager
+async def running_notification(env: dict[str, str]) -> AsyncIterator[tuple]:
+    """The app in-process with its consumer and worker running: (client, app, a Redis client)."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -242,12 +242,18 @@ async def notification(make_notification_env):
             else:
                 os.environ[k] = v
     app = create_app(settings)
-    redis = Redis.from_url(env["REDIS_URL"])
+    redis = create_redis(settings.redis_url, cluster=settings.redis_cluster)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client, app, redis
     await redis.aclose()
+
+
+@pytest.fixture(scope="session")
+async def notification(make_notification_env):
+    async with running_notification(make_notification_env(3)) as running:
+        yield running
 
 
 def make_event(org_id, type_="overspeed", *, vehicle_id=None, ts=None, details=None, **kw):

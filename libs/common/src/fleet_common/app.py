@@ -54,13 +54,17 @@ def create_service_app(
     )
     if engine is not None:
         checks.insert(0, HealthCheck("database", lambda: ping_database(engine)))
-    redis = create_redis(settings.redis_url)
+    redis = create_redis(settings.redis_url, cluster=settings.redis_cluster)
     checks.insert(
         1 if engine is not None else 0, HealthCheck("redis", redis.ping, critical=redis_critical)
     )
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.redis_cluster:
+            # A cluster client routes every command, pub/sub included, by the slot map it
+            # reads here; without it the service does not start (and is restarted).
+            await redis.initialize()
         jwks_client = create_http_client(timeout=5.0)
         if verify_tokens:
             app.state.token_verifier = TokenVerifier(

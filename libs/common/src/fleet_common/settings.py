@@ -20,6 +20,8 @@ class CommonSettings(BaseSettings):
     # json in production; console (readable lines) is what `make run` sets for development.
     log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # REDIS_URL names one node of a Redis Cluster (database 0, the only one a cluster has).
+    redis_cluster: bool = Field(False, validation_alias="REDIS_CLUSTER")
     jwks_url: str = Field(
         "http://127.0.0.1:8001/.well-known/jwks.json", validation_alias="AUTH_JWKS_URL"
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleet_devstack.servers import free_port, remove_tree
+from fleet_devstack.servers import RedisCluster, free_port, remove_tree
 from fleet_devstack.stack import REPO_ROOT, Stack, migrate, service_command, wait_until_live
 
 
@@ -127,6 +127,19 @@ def stack(make_stack) -> Stack:
     if given:
         return Stack.external(dict(os.environ))
     return make_stack()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A three-node Redis Cluster (no replicas) of our own, for the cluster-mode tests."""
+    base = Path(tempfile.mkdtemp(prefix="fleet-redis-cluster-"))
+    cluster = RedisCluster(base, [free_port() for _ in range(3)])
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        remove_tree(base)
 
 
 @pytest.fixture(scope="session")

@@ -239,6 +239,7 @@ class Redis:
     port: int
     durable: bool = True
     external_url: str | None = None
+    extra_args: tuple[str, ...] = ()  # more redis-server options
 
     @property
     def url(self) -> str:
@@ -273,6 +274,7 @@ class Redis:
                 "--logfile",
                 str(self.data_dir / "redis.log"),
                 *persistence,
+                *self.extra_args,
             ]
         )
         wait_for_port(self.port)
@@ -282,6 +284,64 @@ class Redis:
 
     def running(self) -> bool:
         return self.pidfile.exists() and _pid_alive(int(self.pidfile.read_text().strip() or 0))
+
+
+class RedisCluster:
+    """A Redis Cluster of `len(ports)` primaries and no replicas, every slot assigned, as a
+    managed Redis Cluster looks to a client (which is told the cluster's URL: any node)."""
+
+    def __init__(self, data_dir: Path, ports: list[int]) -> None:
+        self.nodes = [
+            Redis(
+                data_dir / f"node-{port}",
+                port,
+                durable=False,
+                extra_args=(
+                    "--cluster-enabled",
+                    "yes",
+                    # Its own bus port: the default, port + 10000, is past 65535 for many.
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-config-file",
+                    str(data_dir / f"node-{port}" / "nodes.conf"),
+                ),
+            )
+            for port in ports
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        _run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ]
+        )
+        # Every node must have learnt the slot map before a client is given one of them.
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            while (
+                "cluster_state:ok"
+                not in _run(["redis-cli", "-p", str(node.port), "cluster", "info"]).stdout
+            ):
+                if time.monotonic() > deadline:
+                    raise StackError(f"the cluster on {addresses} never became ready")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 @dataclass

@@ -52,11 +52,13 @@ class LoginLimiter:
 
     async def record_failure(self, email: str, address: str) -> None:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            # Not a transaction: the two counters may be on different Redis Cluster nodes. The
+            # window starts at the first failure (SET NX with its expiry, which INCR keeps), so
+            # no counter is ever left without one, and later failures do not extend it.
+            async with self.redis.pipeline(transaction=False) as pipe:
                 for key in (_account_key(email), _address_key(address)):
+                    pipe.set(key, 0, ex=self.window_s, nx=True)
                     pipe.incr(key)
-                    # The window starts at the first failure and is not extended by later ones.
-                    pipe.expire(key, self.window_s, nx=True)
                 await pipe.execute()
         except RedisError as exc:
             raise ServiceUnavailableError("login is unavailable: Redis is unreachable") from exc

@@ -52,8 +52,10 @@ class Revoker:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=fields)
                 pipe.expire(key, self.ttl_s)
-                pipe.publish(REVOCATIONS_CHANNEL, message)
                 await pipe.execute()
+            # Outside the transaction: Redis Cluster's pipelines take no PUBLISH (a channel is
+            # no key). The record above is what verifiers check; this only wakes WebSockets.
+            await self.redis.publish(REVOCATIONS_CHANNEL, message)
         except (RedisError, OSError) as exc:
             log.error("could not revoke access tokens", user_id=str(user_id), error=str(exc))
             raise ServiceUnavailableError(

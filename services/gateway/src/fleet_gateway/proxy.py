@@ -62,6 +62,9 @@ NOT_FORWARDED_UP = HOP_BY_HOP | {
 NOT_FORWARDED_DOWN = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 _NO_BODY = httpx.ByteStream(b"")
 POOL_SHARDS = 4
+# RFC 9110 §9.2.2: requests a client may send again when their connection closed before an
+# answer. Only those without a body are: a body streams through once, as the client sends it.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT"})
 
 
 class BadGatewayError(ProblemError):
@@ -280,7 +283,15 @@ class Forwarder:
             extensions={"timeout": upstream.timeout},
         )
         try:
-            response = await upstream.next_transport().handle_async_request(request)
+            try:
+                response = await upstream.next_transport().handle_async_request(request)
+            except httpx.RemoteProtocolError:
+                # A pooled connection the upstream closed as the request went out: an
+                # instance stopping (a rolling update) closes its idle keep-alive
+                # connections. The request never reached it; send it again, once, on another.
+                if has_body or scope["method"] not in IDEMPOTENT_METHODS:
+                    raise
+                response = await upstream.next_transport().handle_async_request(request)
         except ClientDisconnect:
             return  # nobody left to answer
         except httpx.TimeoutException as exc:

@@ -26,7 +26,7 @@ from fleet_location.ingest.live import LiveUpdater
 from fleet_location.ingest.mqtt import MqttConsumer
 from fleet_location.ingest.pipeline import Inbox, IngestPipeline
 from fleet_location.ingest.router import router as ingest_router
-from fleet_location.ingest.writer import TelemetryWriter, init_connection, trim_dead_letters
+from fleet_location.ingest.writer import TelemetryWriter, trim_dead_letters
 from fleet_location.positions.model import PositionObserver
 from fleet_location.positions.router import router as positions_router
 from fleet_location.trackers.server import TrackerServer
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dsn = settings.asyncpg_dsn
         pooler = PGBOUNCER_ASYNCPG_ARGS if settings.database_pgbouncer else {}
         write_pool = await asyncpg.create_pool(
-            dsn, min_size=0, max_size=2, init=init_connection, command_timeout=60, **pooler
+            dsn, min_size=0, max_size=2, command_timeout=60, **pooler
         )
         read_pool = await asyncpg.create_pool(
             dsn, min_size=0, max_size=8, command_timeout=60, **pooler

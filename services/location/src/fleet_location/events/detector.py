@@ -36,6 +36,7 @@ from fleet_location.ingest.metrics import DEVICES_SEEN, VEHICLES
 from fleet_location.ingest.parsing import DeviceInfo, MaintenanceDuePoint
 from fleet_location.positions.model import Position
 from fleet_location.positions.service import Status, vehicle_status
+from fleet_location.redis_scripts import queue_script
 
 log = get_logger(__name__)
 
@@ -781,7 +782,7 @@ class EventDetector:
                         args += (cache[device][0], state_json, meters, len(events))
                         args += (orjson.dumps(e) for e in events)
                     keys = [detection_state_key(device) for device, *_ in chunk]
-                    await self._cas(keys=[*keys, EVENTS_STREAM], args=args, client=pipe)
+                    await queue_script(pipe, self._cas, keys=[*keys, EVENTS_STREAM], args=args)
                 results = await pipe.execute()
             versions = [version for chunk in results for version in chunk]
             for (device, state_json, _meters, events), version in zip(

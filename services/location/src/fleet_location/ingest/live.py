@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from fleet_common.redis import geo_key, latest_key, live_channel
 from fleet_location.positions.model import Position
+from fleet_location.redis_scripts import queue_script
 
 _RECORDED_AT = attrgetter("recorded_at")
 
@@ -162,10 +163,11 @@ class LiveUpdater:
                     lines.append(
                         b"%s|%s|%s|%s" % (name, stamp, where, self._document(p, head, stamp))
                     )
-                await self._script(
+                await queue_script(
+                    pipe,
+                    self._script,
                     keys=[latest_key(org_id), geo_key(org_id)],
                     args=[live_channel(org_id), b"\n".join(lines)],
-                    client=pipe,
                 )
             results = await pipe.execute()
         return sum(int(r) for r in results)

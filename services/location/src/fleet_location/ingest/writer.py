@@ -1,4 +1,8 @@
-"""The batch writer: COPY into a per-connection staging table, then one INSERT ... SELECT.
+"""The batch writer: COPY into a temporary staging table, then one INSERT ... SELECT.
+
+The staging table is created, if missing, inside each batch's transaction rather than once
+per client connection: behind PgBouncer in transaction pooling mode each transaction may run
+on another server connection, and a temporary table lives on the server connection only.
 
 `ON CONFLICT DO NOTHING` on `(device_id, recorded_at)` makes a redelivered message a no-op
 in the table; the command's row count says how many positions were new. Redis and the
@@ -111,10 +115,6 @@ def _is_missing_partition(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.CheckViolationError) and "no partition" in str(exc)
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute(STAGING_DDL)
-
-
 @dataclass(slots=True)
 class WriteResult:
     stored: list[Position]  # in the table now: new, or stored before (a redelivery)
@@ -160,6 +160,7 @@ class TelemetryWriter:
         new = 0
         async with conn.transaction():
             if positions:
+                await conn.execute(STAGING_DDL)
                 await conn.copy_records_to_table(
                     "telemetry_staging",
                     records=[_row(p) for p in positions],

@@ -134,7 +134,7 @@ async def _run(settings: Settings) -> int:
     engine = create_engine(
         settings.database_url, pool_size=2, max_overflow=0, pgbouncer=settings.database_pgbouncer
     )
-    redis = create_redis(settings.redis_url)
+    redis = create_redis(settings.redis_url, cluster=settings.redis_cluster)
     await dynsec.start()
     try:
         if not await dynsec.wait_connected(max(settings.broker_startup_wait_s, 10.0)):
