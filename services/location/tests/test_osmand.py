@@ -331,8 +331,11 @@ async def test_a_device_past_its_rate_limit_is_refused_and_counted(
     address = {"X-Forwarded-For": f"198.51.100.{uuid.uuid4().int % 250 + 1}"}
     before = counted(Reason.RATE_LIMITED)
     statuses = []
+    # One base time: at() is relative to now, and five calls can straddle a second, which
+    # would give two positions the same (truncated) timestamp, stored once.
+    base = int(at(200).timestamp())
     for seconds_ago in range(5):
-        ts = int(at(200 + seconds_ago).timestamp())
+        ts = base - seconds_ago
         response = await client.get(
             "/ingest/osmand",
             params=position(device, key=device.http_key, timestamp=ts),

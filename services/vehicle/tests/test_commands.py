@@ -125,7 +125,9 @@ async def test_an_offline_device_gets_its_commands_when_it_comes_online(
     got = [json.loads((await probe.next_message()).payload) for _ in range(2)]
     assert [g["id"] for g in got] == [first["id"], second["id"]]
     command = await command_of(client, org_a, device, first["id"])
-    assert command["send_count"] == 2
+    # Sent at creation, and again for `online` (at least once: the status message is QoS 1,
+    # and is handled again if the service's connection drops before its PUBACK).
+    assert command["send_count"] >= 2
 
     # Answered commands are not sent again on the next reconnection.
     result_topic = f"fleet/{device['uid']}/commands/result"

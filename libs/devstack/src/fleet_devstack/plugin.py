@@ -49,35 +49,39 @@ def pytest_configure(config) -> None:
     signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
-# Folders whose files share one expensive session fixture (the monitored stack: Prometheus,
-# the exporters and all five services), so under `pytest -n N --dist loadgroup` they run in
-# one worker instead of each worker starting its own.
-_SHARED_FIXTURE_FOLDERS = (Path("tests") / "monitoring",)
+# `make test` runs the suite in two workers (pytest-xdist, `--dist loadgroup`), scheduled in
+# groups made here from node ids: pytest-xdist's own `xdist_group` marks have no effect under
+# pytest 9.2 (xdist renames the item's `_nodeid`, which pytest no longer reads).
+# - a file's tests run in one worker, where its session and module fixtures are;
+# - the monitoring folder's files share one monitored stack (Prometheus, the exporters, all
+#   five services): one worker;
+# - the files whose every test starts servers of its own (and takes minutes) are split test by
+#   test, so that the long ones spread over the workers instead of queueing in one.
+_SHARED_FIXTURE_FOLDERS = ("tests/monitoring/",)
+_ONE_GROUP_PER_TEST = (
+    "tests/test_first_run.py",
+    "services/location/tests/test_broker_durability.py",
+)
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """`make test` runs the suite in parallel workers (pytest-xdist, `--dist loadgroup`): a
-    file's tests stay together in one worker, where its session and module fixtures are.
-    A `slow` test with no module fixture is a group of its own (each of those starts its own
-    servers), so that the long ones spread over the workers instead of queueing in one."""
-    root = Path(config.rootpath)
-    for item in items:
-        path = Path(item.path).relative_to(root)
-        group = next((f for f in _SHARED_FIXTURE_FOLDERS if path.is_relative_to(f)), path)
-        if item.get_closest_marker("slow") and not _uses_module_fixtures(item):
-            group = item.nodeid
-        item.add_marker(pytest.mark.xdist_group(str(group)))
+def schedule_group(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if path in _ONE_GROUP_PER_TEST:
+        return nodeid
+    return next((f for f in _SHARED_FIXTURE_FOLDERS if path.startswith(f)), path)
 
 
-def _uses_module_fixtures(item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return True
-    return any(
-        definitions[-1].scope in ("module", "package", "class")
-        for definitions in info.name2fixturedefs.values()
-        if definitions
-    )
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return schedule_group(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def _new_stack(base: Path) -> Stack:
