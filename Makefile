@@ -60,7 +60,9 @@ FRONTEND_DEPS := frontend/node_modules/.package-lock.json
 .PHONY: frontend-build frontend-lint frontend-test
 run: frontend-build
 lint: frontend-lint
-test: frontend-test
+# Built before the tests start: the browser tests would build it otherwise, while the other
+# worker's gateway tests serve it.
+test: frontend-test frontend-build
 
 $(FRONTEND_DEPS): frontend/package-lock.json | bootstrap
 	@cd frontend && npm ci --no-audit --no-fund --loglevel=error

@@ -124,9 +124,13 @@ def configure_logging(service: str, level: str = "INFO", log_format: str = "json
     logging.captureWarnings(True)
     # We log one line per request ourselves; uvicorn's access log would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
+    # The servers' own loggers come with handlers and a level of their own (uvicorn's
+    # `log_level`): through the root handler, at the service's level, like every other line.
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        server_logger = logging.getLogger(name)
+        server_logger.handlers[:] = []
+        server_logger.propagate = True
+        server_logger.setLevel(logging.NOTSET)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

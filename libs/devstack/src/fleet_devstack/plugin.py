@@ -259,23 +259,50 @@ def auth_service(stack: Stack, migrated_database, run_service) -> Iterator[AuthS
 
 @dataclass
 class TestOrg:
-    """An organization with one user per role; the role fields hold access tokens."""
+    """An organization with one user per role, and their access tokens (`admin`,
+    `dispatcher`, `viewer`), signed in again when one is about to expire: a session-scoped org
+    outlives the auth service's 15-minute tokens in a long run."""
 
     __test__ = False  # not a test class, despite the name
 
     org_id: str
-    admin: str
-    dispatcher: str
-    viewer: str
+    tokens: dict[str, str]
     user_ids: dict[str, str] = field(default_factory=dict)
     emails: dict[str, str] = field(default_factory=dict)
     password: str = TEST_PASSWORD
+    auth_url: str = ""
 
     def token(self, role: str = "admin") -> str:
-        return {"admin": self.admin, "dispatcher": self.dispatcher, "viewer": self.viewer}[role]
+        token = self.tokens[role]
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        if self.auth_url and claims["exp"] - time.time() < TOKEN_RENEWAL_MARGIN_S:
+            login = httpx.post(
+                f"{self.auth_url}/api/v1/auth/login",
+                json={"email": self.emails[role], "password": self.password},
+                timeout=30.0,
+            )
+            login.raise_for_status()
+            token = self.tokens[role] = login.json()["access_token"]
+        return token
+
+    @property
+    def admin(self) -> str:
+        return self.token("admin")
+
+    @property
+    def dispatcher(self) -> str:
+        return self.token("dispatcher")
+
+    @property
+    def viewer(self) -> str:
+        return self.token("viewer")
 
     def headers(self, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role)}"}
+
+
+# Longer than any one test takes with a token in hand.
+TOKEN_RENEWAL_MARGIN_S = 180
 
 
 @pytest.fixture(scope="session")
@@ -320,11 +347,10 @@ def make_org(auth_service: AuthService):
                 tokens[role] = login.json()["access_token"]
         return TestOrg(
             org_id=registered["org"]["id"],
-            admin=tokens["admin"],
-            dispatcher=tokens["dispatcher"],
-            viewer=tokens["viewer"],
+            tokens=tokens,
             user_ids=user_ids,
             emails=emails,
+            auth_url=auth_service.url,
         )
 
     return factory
