@@ -266,7 +266,10 @@ def test_scripts_pass_shellcheck():
     for script in SCRIPTS.glob("*.sh"):
         result = subprocess.run(
             # -x: follow what a script sources (backup-metrics.sh), as its directive says.
-            [str(shellcheck), "-x", str(script)], capture_output=True, text=True, check=False
+            [str(shellcheck), "-x", str(script)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert result.returncode == 0, result.stdout
     assert os.access(SCRIPTS / "deploy.sh", os.X_OK)
