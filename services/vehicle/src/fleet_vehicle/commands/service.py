@@ -313,12 +313,22 @@ async def expire_commands(session: AsyncSession, redis: Redis) -> int:
     return len(expired)
 
 
+# A command stays `queued` from its creation's commit until the request that created it has
+# handed it on (ms); the sweep leaves it that long, or it would send it a second time — an
+# engine_stop twice, for a tracker, which cannot drop repeats.
+QUEUED_GRACE_S = 5.0
+
+
 async def send_queued(session: AsyncSession, downlink: Downlink, limit: int = 500) -> None:
     """Send commands the broker (or Redis) never took: it was down when they were created."""
     queued = await session.execute(
         select(DeviceCommand, Device.protocol)
         .join(Device, Device.id == DeviceCommand.device_id)
-        .where(DeviceCommand.status == CommandStatus.queued, DeviceCommand.expires_at > now())
+        .where(
+            DeviceCommand.status == CommandStatus.queued,
+            DeviceCommand.expires_at > now(),
+            DeviceCommand.created_at < now() - timedelta(seconds=QUEUED_GRACE_S),
+        )
         .order_by(DeviceCommand.created_at)
         .limit(limit)
     )
