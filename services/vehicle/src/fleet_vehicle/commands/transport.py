@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet_common.logging import get_logger
-from fleet_vehicle.broker.dynsec import DynsecClient, DynsecCommandError
+from fleet_vehicle.broker.dynsec import DynsecClient, DynsecCommandError, acl_set
 
 log = get_logger(__name__)
 
@@ -47,10 +47,6 @@ COMMANDS_ACLS = [
 ]
 
 
-def _acl_set(acls: list[dict]) -> set[tuple]:
-    return {(acl["acltype"], acl["topic"], bool(acl["allow"])) for acl in acls}
-
-
 async def ensure_commands_role(dynsec: DynsecClient, username: str) -> None:
     """Let the service's client publish commands (idempotent; run on every connection).
 
@@ -63,7 +59,7 @@ async def ensure_commands_role(dynsec: DynsecClient, username: str) -> None:
     except DynsecCommandError:
         await dynsec.command("createRole", rolename=COMMANDS_ROLE, acls=COMMANDS_ACLS)
     else:
-        if _acl_set(role.get("acls", [])) != _acl_set(COMMANDS_ACLS):
+        if acl_set(role.get("acls", [])) != acl_set(COMMANDS_ACLS):
             await dynsec.command("modifyRole", rolename=COMMANDS_ROLE, acls=COMMANDS_ACLS)
     client = (await dynsec.command("getClient", username=username))["client"]
     if COMMANDS_ROLE not in {r["rolename"] for r in client.get("roles", [])}:
