@@ -135,9 +135,6 @@ def counted(reason: str) -> float:
             Reason.FUTURE_TIMESTAMP,
         ),
         ({"id": "{uid}", "lat": "1", "lon": "2", "timestamp": "1000"}, 422, Reason.STALE_TIMESTAMP),
-        ({"id": "no-such-device", "lat": "1", "lon": "2"}, 404, Reason.UNKNOWN_DEVICE),
-        ({"id": "../../admin?x=", "lat": "1", "lon": "2"}, 404, Reason.UNKNOWN_DEVICE),
-        ({"id": "{uid}\x00", "lat": "1", "lon": "2"}, 404, Reason.UNKNOWN_DEVICE),
     ],
 )
 async def test_refused_queries(client, device, params, status, reason):
@@ -149,6 +146,25 @@ async def test_refused_queries(client, device, params, status, reason):
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["reason"] == reason
     assert counted(reason) == before + 1
+
+
+@pytest.mark.parametrize("uid", ["no-such-device", "../../admin?x=", "{uid}\x00"])
+async def test_an_unknown_uid_is_answered_as_a_key_failure(client, device, uid):
+    """The answers must not tell which uids exist; the counter keeps the real reason."""
+    uid = uid.replace("{uid}", device.uid)
+    before = counted(Reason.UNKNOWN_DEVICE)
+    for key, status, known_reason in (
+        (None, 401, Reason.MISSING_KEY),
+        ("x", 403, Reason.INVALID_KEY),
+    ):
+        params = {"id": uid, "lat": "1", "lon": "2", **({"key": key} if key else {})}
+        unknown = await client.get("/ingest/osmand", params=params)
+        known = await client.get("/ingest/osmand", params={**params, "id": device.uid})
+        assert unknown.status_code == known.status_code == status, unknown.text
+        assert unknown.headers["content-type"] == PROBLEM
+        assert unknown.json() == known.json()
+        assert unknown.json()["reason"] == known_reason
+    assert counted(Reason.UNKNOWN_DEVICE) == before + 2
 
 
 @pytest.mark.parametrize(
@@ -189,6 +205,12 @@ async def test_inactive_device_is_refused(client, org_a, make_device, vehicle_se
         if response.status_code == 404:
             break
     assert response.json()["reason"] == Reason.INACTIVE_DEVICE
+    # Only the key's holder learns that the device is deactivated.
+    forged = await client.get(
+        "/ingest/osmand", params={"id": device.uid, "key": "x", "lat": "1", "lon": "2"}
+    )
+    assert forged.status_code == 403
+    assert forged.json()["reason"] == Reason.INVALID_KEY
 
 
 # ------------------------------------------------------------------ the device's HTTP key
@@ -374,7 +396,7 @@ async def test_an_address_past_its_rate_limit_is_refused_whatever_the_device(
             headers=address,
         )
         statuses.append(response.status_code)
-    assert statuses == [404] * 10 + [429] * 2
+    assert statuses == [401] * 10 + [429] * 2
     assert response.json()["reason"] == Reason.RATE_LIMITED
     assert counted(Reason.RATE_LIMITED) == before + 2
     device = make_device(org_a, protocol="osmand")

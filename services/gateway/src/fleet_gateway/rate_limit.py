@@ -116,15 +116,18 @@ class RateLimiter:
             await self.flush()
 
     async def _add(self, hits: dict[str, tuple[int, int]]) -> dict[str, int]:
-        """INCRBY each key (setting its expiry when new) in one round trip; the new counts."""
+        """INCRBY each key in one round trip; the new counts.
+
+        A new key is created with its expiry (SET NX EX) before it is counted, so a process that
+        dies between the two commands never leaves a counter that lives for ever."""
         if not hits:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, (n, window_s) in hits.items():
+                pipe.set(key, 0, ex=window_s, nx=True)
                 pipe.incrby(key, n)
-                pipe.expire(key, window_s, nx=True)
             results = await pipe.execute()
-        return dict(zip(hits, results[::2], strict=True))
+        return dict(zip(hits, results[1::2], strict=True))
 
     def _fail_open(self, now: float, exc: BaseException) -> None:
         self._skip_until = now + RETRY_REDIS_AFTER_S

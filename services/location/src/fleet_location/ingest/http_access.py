@@ -32,6 +32,10 @@ RETRY_REDIS_AFTER_S = 5.0
 _KEY_IN_PAYLOAD = re.compile(rb"(?<![^&?])(key=)[^&\s]*")
 
 
+MISSING_KEY_DETAIL = "the device's HTTP key is required (key=…)"
+INVALID_KEY_DETAIL = "the HTTP key is not this device's"
+
+
 def redact_key(payload: bytes) -> bytes:
     """The payload with the `key` parameter's value replaced, for the dead-letter store."""
     return _KEY_IN_PAYLOAD.sub(rb"\1[redacted]", payload)
@@ -42,10 +46,10 @@ def check_key(device: DeviceInfo, key: str | None) -> None:
     if not device.http_key_required:
         return
     if not key:
-        raise Rejected(Reason.MISSING_KEY, "the device's HTTP key is required (key=…)")
+        raise Rejected(Reason.MISSING_KEY, MISSING_KEY_DETAIL)
     digest = hashlib.sha256(key[:MAX_KEY_LENGTH].encode()).digest()
     if device.http_key_sha256 is None or not hmac.compare_digest(digest, device.http_key_sha256):
-        raise Rejected(Reason.INVALID_KEY, "the HTTP key is not this device's")
+        raise Rejected(Reason.INVALID_KEY, INVALID_KEY_DETAIL)
 
 
 class IngestRateLimiter:
@@ -78,10 +82,11 @@ class IngestRateLimiter:
         window = int(now // self.window_s)
         key = f"fleet:ingest-limit:{subject}:{window}"
         try:
+            # Created with its expiry before it is counted: no counter is left without one.
             async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, 0, ex=self.window_s, nx=True)
                 pipe.incr(key)
-                pipe.expire(key, self.window_s, nx=True)
-                count, _ = await pipe.execute()
+                _, count = await pipe.execute()
         except (RedisError, OSError) as exc:
             self._skip_until = now + RETRY_REDIS_AFTER_S
             log.warning("ingest rate limit fails open: Redis unreachable", error=str(exc))

@@ -330,10 +330,13 @@ class IngestPipeline:
         device = self.directory.lookup(uid)
         if device is MISSING:
             device = await self.directory.resolve(uid)
-        if device is not None and device.active:
+        if device is not None:
+            # The key first, active or not: only the key's holder learns that a device is
+            # deactivated.
             try:
                 check_key(device, key)
-                await limiter.admit_device(device)
+                if device.active:
+                    await limiter.admit_device(device)
             except Rejected as exc:
                 self._reject_request(exc, uid, device.org_id, raw)
                 raise

@@ -23,7 +23,9 @@ from fleet_common.errors import (
 )
 from fleet_location.ingest.devices import DirectoryUnavailable
 from fleet_location.ingest.http_access import (
+    INVALID_KEY_DETAIL,
     KEY_PARAMETER,
+    MISSING_KEY_DETAIL,
     IngestRateLimiter,
     RateLimited,
     redact_key,
@@ -41,7 +43,6 @@ router = APIRouter(tags=["ingest"])
 
 _STATUS_BY_REASON = {
     Reason.TOO_LARGE: PayloadTooLargeError,
-    Reason.UNKNOWN_DEVICE: NotFoundError,
     Reason.INACTIVE_DEVICE: NotFoundError,
     Reason.OUT_OF_RANGE: UnprocessableError,
     Reason.NON_FINITE: UnprocessableError,
@@ -50,7 +51,15 @@ _STATUS_BY_REASON = {
 }
 
 
-def _problem(exc: Rejected) -> ProblemError:
+_UNKNOWN_AS_MISSING_KEY = Rejected(Reason.MISSING_KEY, MISSING_KEY_DETAIL)
+_UNKNOWN_AS_INVALID_KEY = Rejected(Reason.INVALID_KEY, INVALID_KEY_DETAIL)
+
+
+def _problem(exc: Rejected, key: str | None = None) -> ProblemError:
+    if exc.reason == Reason.UNKNOWN_DEVICE:
+        # Answered as a key failure, so that the answers do not tell which uids exist (uids
+        # are IMEIs, easily guessed); the dead letter and the counter keep the real reason.
+        exc = _UNKNOWN_AS_INVALID_KEY if key else _UNKNOWN_AS_MISSING_KEY
     if isinstance(exc, RateLimited):
         return TooManyRequestsError(exc.detail, retry_after_s=exc.retry_after_s, reason=exc.reason)
     if exc.reason == Reason.MISSING_KEY:
@@ -83,7 +92,8 @@ async def ingest_osmand(request: Request) -> Response:
     """OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
 
     The request carries the device's HTTP key as `key` (query or form) unless the device is
-    opted out: 401 without it, 403 with another key. 429 past the per-address or per-device
+    opted out: 401 without it, 403 with another key; an unknown uid is answered the same way,
+    so that the answers do not tell which devices exist. 429 past the per-address or per-device
     rate limit. 200 once the position is committed; a refused position is dead-lettered
     (its key redacted) and answered with a 4xx problem; 503 when it cannot be stored now
     (the client retries).
@@ -103,7 +113,7 @@ async def ingest_osmand(request: Request) -> Response:
     try:
         stored = await pipeline.ingest_http(fixes, redact_key(raw or query), key, limiter)
     except Rejected as exc:
-        raise _problem(exc) from None
+        raise _problem(exc, key) from None
     except DirectoryUnavailable:
         raise ServiceUnavailableError("device directory unavailable; retry later") from None
     except TimeoutError:
