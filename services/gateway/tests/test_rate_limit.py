@@ -149,6 +149,9 @@ async def test_hits_reach_redis_within_the_flush_interval_and_on_close(stack):
         assert await _counted(redis, subject) == 6  # only the first is counted at once
         await closing.close()
         assert await _counted(redis, subject) == 8
+        keys = [key async for key in redis.scan_iter(match=f"fleet:ratelimit:api:{subject}:*")]
+        assert keys
+        assert all(0 < ttl <= 3600 for ttl in [await redis.ttl(key) for key in keys])
     finally:
         await limiter.close()
         await redis.aclose()
