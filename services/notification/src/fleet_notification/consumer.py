@@ -14,20 +14,17 @@ back. An entry that cannot be read as an event at all is dead-lettered at once (
 A failing entry does not hold up the rest of its batch.
 """
 
-import asyncio
-import contextlib
 import json
-import time
 from collections.abc import Callable
 
 from prometheus_client import Counter
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet_common.logging import get_logger
 from fleet_common.redis import EVENTS_GROUP, EVENTS_STREAM
+from fleet_common.streams import GroupReader
 from fleet_notification.alerts.raising import IncomingEvent, raise_alerts
 from fleet_notification.config import Settings
 from fleet_notification.dead_letters import service as dead_letters
@@ -43,7 +40,6 @@ EVENTS_DEAD_LETTERED = Counter(
     "Stream entries moved to event_dead_letters, by reason (failing, malformed).",
     ["reason"],
 )
-DEAD_CONSUMER_IDLE_MS = 3_600_000
 
 
 class MalformedEvent(Exception):
@@ -61,100 +57,29 @@ class EventConsumer:
         self.settings = settings
         self.redis = redis
         self.sessionmaker = sessionmaker
-        self.name = settings.consumer_name
         self._on_alerts = on_alerts
-        self._stopping = asyncio.Event()
-
-    async def ensure_group(self) -> None:
-        try:
+        self.reader = GroupReader(
+            redis,
+            EVENTS_STREAM,
+            EVENTS_GROUP,
+            settings.consumer_name,
+            self.handle,
             # From the stream's start: events written before the first start are not lost.
-            await self.redis.xgroup_create(EVENTS_STREAM, EVENTS_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def stop(self) -> None:
-        """Ask `run` to return once its current read (at most `stream_block_ms`) is over.
-
-        Shutdown does not rely on cancelling a blocking XREADGROUP: the Redis client does
-        not always let go of a cancelled read.
-        """
-        self._stopping.set()
+            start_id="0",
+            count=settings.stream_batch_size,
+            block_ms=settings.stream_block_ms,
+            claim_idle_ms=int(settings.claim_idle_s * 1000),
+            claim_interval_s=settings.claim_interval_s,
+            count_deliveries=True,
+        )
 
     async def run(self) -> None:
         """Consume until stopped; errors back off and retry, they never end the loop."""
-        last_claim = float("-inf")
-        group_ready = False
-        while not self._stopping.is_set():
-            try:
-                if not group_ready:
-                    await self.ensure_group()
-                    group_ready = True
-                if time.monotonic() - last_claim >= self.settings.claim_interval_s:
-                    last_claim = time.monotonic()
-                    await self.claim_stale()
-                response = await self.redis.xreadgroup(
-                    EVENTS_GROUP,
-                    self.name,
-                    {EVENTS_STREAM: ">"},
-                    count=self.settings.stream_batch_size,
-                    block=self.settings.stream_block_ms,
-                )
-                for _stream, entries in response or []:
-                    await self.handle(entries)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    group_ready = False
-                log.warning("event consumer error; retrying", error=repr(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+        await self.reader.run()
 
-    async def claim_stale(self) -> None:
-        """Take over entries left pending too long (by a crashed consumer, or failed here)."""
-        start = "0-0"
-        for _ in range(100):
-            result = await self.redis.xautoclaim(
-                EVENTS_STREAM,
-                EVENTS_GROUP,
-                self.name,
-                min_idle_time=int(self.settings.claim_idle_s * 1000),
-                start_id=start,
-                count=self.settings.stream_batch_size,
-            )
-            start, entries = result[0], result[1]
-            if entries:
-                log.info("claimed pending events", count=len(entries))
-                await self.handle(entries, await self._delivery_counts(entries))
-            if start in (b"0-0", "0-0"):
-                break
-        await self._forget_dead_consumers()
-
-    async def _forget_dead_consumers(self) -> None:
-        for consumer in await self.redis.xinfo_consumers(EVENTS_STREAM, EVENTS_GROUP):
-            name = consumer["name"]
-            name = name.decode() if isinstance(name, bytes) else name
-            if (
-                name != self.name
-                and consumer["pending"] == 0
-                and consumer["idle"] > DEAD_CONSUMER_IDLE_MS
-            ):
-                await self.redis.xgroup_delconsumer(EVENTS_STREAM, EVENTS_GROUP, name)
-
-    async def _delivery_counts(self, entries: list) -> dict:
-        """How often each claimed entry was delivered in the group (XPENDING)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry_id, _fields in entries:
-                pipe.xpending_range(
-                    EVENTS_STREAM, EVENTS_GROUP, min=entry_id, max=entry_id, count=1
-                )
-            answers = await pipe.execute()
-        return {
-            entry_id: found[0]["times_delivered"]
-            for (entry_id, _fields), found in zip(entries, answers, strict=True)
-            if found
-        }
+    def stop(self) -> None:
+        """Ask `run` to return once its current read is over."""
+        self.reader.stop()
 
     async def handle(self, entries: list, delivered: dict | None = None) -> None:
         """Process entries; `delivered` gives claimed entries' delivery counts (a fresh

@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            tracker_results.stop()
             await stop_tasks(tasks)
             await transport.stop()
             await dynsec.stop()

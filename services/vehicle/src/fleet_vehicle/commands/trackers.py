@@ -8,7 +8,6 @@ stream, which the vehicle replicas read in one consumer group (each outcome hand
 apply as MQTT devices' answers are applied: the same statuses and `command_result` events.
 """
 
-import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,9 +15,10 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from fleet_common.logging import get_logger
+from fleet_common.streams import GroupReader
 from fleet_common.tracker_commands import COMMANDS_CHANNEL, RESULTS_STREAM, queue_key
 from fleet_vehicle.commands.schemas import CommandResultIn
 from fleet_vehicle.commands.transport import CommandsUnavailableError
@@ -28,8 +28,6 @@ log = get_logger(__name__)
 # An entry a replica read and did not acknowledge (it crashed, or the database was down) is
 # taken over by another replica after this long.
 CLAIM_IDLE_MS = 30_000
-# A replica's consumer with nothing pending and unseen this long is gone (scaled in).
-DEAD_CONSUMER_IDLE_MS = 3_600_000
 READ_BLOCK_MS = 2_000  # under the Redis client's 5 s socket timeout
 READ_COUNT = 100
 
@@ -70,72 +68,28 @@ class TrackerResults:
         self._redis = redis
         self._group = group
         self._on_result = on_result
-        self._claim_idle_ms = claim_idle_ms
-        self.name = f"vehicle-{uuid.uuid4().hex[:12]}"
+        self.reader = GroupReader(
+            redis,
+            RESULTS_STREAM,
+            group,
+            f"vehicle-{uuid.uuid4().hex[:12]}",
+            self._handle,
+            # From now on: outcomes older than the group are for commands long settled.
+            start_id="$",
+            count=READ_COUNT,
+            block_ms=READ_BLOCK_MS,
+            claim_idle_ms=claim_idle_ms,
+            claim_interval_s=claim_idle_ms / 1000,
+        )
 
     async def run(self) -> None:
-        """Consume until cancelled; errors back off and retry."""
-        group_ready = False
-        last_claim_s = -math.inf
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if not group_ready:
-                    await self._ensure_group()
-                    group_ready = True
-                if loop.time() - last_claim_s > self._claim_idle_ms / 1000:
-                    last_claim_s = loop.time()
-                    await self._claim_stale()
-                response = await self._redis.xreadgroup(
-                    self._group,
-                    self.name,
-                    {RESULTS_STREAM: ">"},
-                    count=READ_COUNT,
-                    block=READ_BLOCK_MS,
-                )
-                for _stream, entries in response or []:
-                    await self._handle(entries)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    group_ready = False
-                log.warning("tracker command results: retrying", error=repr(exc))
-                await asyncio.sleep(1.0)
+        """Consume until stopped; errors back off and retry."""
+        await self.reader.run()
 
-    async def _ensure_group(self) -> None:
-        try:
-            # From now on: outcomes older than the group are for commands long settled.
-            await self._redis.xgroup_create(RESULTS_STREAM, self._group, id="$", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    def stop(self) -> None:
+        self.reader.stop()
 
-    async def _claim_stale(self) -> None:
-        start = "0-0"
-        for _ in range(100):
-            start, entries, *_deleted = await self._redis.xautoclaim(
-                RESULTS_STREAM,
-                self._group,
-                self.name,
-                min_idle_time=self._claim_idle_ms,
-                start_id=start,
-                count=READ_COUNT,
-            )
-            await self._handle(entries)
-            if start in (b"0-0", "0-0"):
-                break
-        for consumer in await self._redis.xinfo_consumers(RESULTS_STREAM, self._group):
-            name = consumer["name"]
-            name = name.decode() if isinstance(name, bytes) else name
-            if (
-                name != self.name
-                and consumer["pending"] == 0
-                and consumer["idle"] > DEAD_CONSUMER_IDLE_MS
-            ):
-                await self._redis.xgroup_delconsumer(RESULTS_STREAM, self._group, name)
-
-    async def _handle(self, entries: list) -> None:
+    async def _handle(self, entries: list, _delivered: dict | None) -> None:
         for entry_id, fields in entries:
             if fields:  # a claimed entry trimmed from the stream has none
                 await self._apply(entry_id, fields)
