@@ -1,6 +1,7 @@
 """The common app skeleton: problem+json errors, request ids, metrics by route template."""
 
 import logging
+import re
 
 import httpx
 import pytest
@@ -157,3 +158,13 @@ async def test_readiness_names_the_dependency_that_is_down(stack):
             assert readiness.json()["detail"] == "dependency unavailable: redis"
         else:
             assert readiness.json() == {"status": "ok", "checks": {"redis": "ok"}}
+
+
+async def test_the_docs_page_loads_nothing_from_the_internet(client):
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+    assert len(assets) >= 3, page.text  # script, stylesheet, icon
+    for url in assets:
+        assert url.startswith("/"), url
+        assert (await client.get(url)).status_code == 200, url

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from fleet_common.auth import JWKSCache, RevocationList, TokenVerifier
 from fleet_common.db import create_engine, create_sessionmaker, ping_database
@@ -84,7 +85,10 @@ def create_service_app(
             if engine is not None:
                 await engine.dispose()
 
-    app = FastAPI(lifespan=_lifespan, **fastapi_kwargs)
+    # A service's own /docs serves Swagger UI's files itself (fastapi-offline), not from a
+    # CDN, so it works on a machine with no internet as the gateway's /api/v1/docs does.
+    make_app = FastAPI if fastapi_kwargs.get("docs_url", "/docs") is None else FastAPIOffline
+    app = make_app(lifespan=_lifespan, **fastapi_kwargs)
     app.state.settings = settings
     app.state.health_checks = checks
     app.state.redis = redis
