@@ -27,6 +27,7 @@ from fleet_common.errors import (
     ServiceUnavailableError,
     TooManyRequestsError,
 )
+from fleet_common.http import UPSTREAM_KEEPALIVE_S
 from fleet_common.logging import get_logger, request_id_var
 from fleet_gateway.config import Settings
 from fleet_gateway.rate_limit import RateLimiter
@@ -125,7 +126,9 @@ def create_upstreams(settings: Settings) -> dict[str, Upstream]:
     shards = min(POOL_SHARDS, settings.upstream_max_connections)
     per_shard = -(-settings.upstream_max_connections // shards)
     limits = httpx.Limits(
-        max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30
+        max_connections=per_shard,
+        max_keepalive_connections=per_shard,
+        keepalive_expiry=UPSTREAM_KEEPALIVE_S,
     )
     upstreams = {}
     for name, url in settings.upstream_urls().items():
