@@ -290,8 +290,9 @@ class Forwarder:
                 response = await upstream.next_transport().handle_async_request(request)
             except httpx.RemoteProtocolError:
                 # A pooled connection the upstream closed as the request went out: an
-                # instance stopping (a rolling update) closes its idle keep-alive
-                # connections. The request never reached it; send it again, once, on another.
+                # instance stopped without draining first (fleet_common.drain: a rolling
+                # update drains) closes its idle keep-alive connections. The request never
+                # reached it; send it again, once, on another.
                 if has_body or scope["method"] not in IDEMPOTENT_METHODS:
                     raise
                 response = await upstream.next_transport().handle_async_request(request)
