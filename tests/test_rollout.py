@@ -7,8 +7,11 @@ open one stays with its pod. A pod leaves as the manifests make it (kubernetes/b
 endpoint is removed as its preStop hook starts, the hook creates DRAIN_FILE (readiness 503,
 `Connection: close` on every response: fleet_common.drain) and pauses, then SIGTERM, and
 uvicorn finishes what it is serving. The Deployments (auth, vehicle, notification, the
-gateway) surge: the new pod up and ready first. Location is a StatefulSet: location-1 stops
-first and comes back under the same name, its MQTT client id, while location-0 serves.
+gateway) surge: the new pod up and ready first. (The backends' new pods are the session's
+platform services, the same code on the same databases and Redis, up and ready, which is all
+a rollout waits for: three service starts fewer. The gateway's starts while the backends
+roll.) Location is a StatefulSet: location-1 stops first and comes back under the same name,
+its MQTT client id, while location-0 serves.
 
 The load: four clients, each a write (POST) and a read per backend in turn, on their own
 user's tokens; their OsmAnd positions (one device each) come back over a WebSocket. The four
@@ -193,11 +196,10 @@ class Cluster:
         # -15 either way, and its log tells.
         assert "Application shutdown complete." in pod.running.log_path.read_text(), service
 
-    async def roll_deployment(self, service: str, old: Pod) -> Pod:
-        new = await asyncio.to_thread(self.start_pod, service)
-        self.endpoints[service].append(new.port)
+    async def roll_deployment(self, service: str, old: Pod, new: RunningService) -> None:
+        """The new pod, up and ready, into the endpoints; then the old one leaves."""
+        self.endpoints[service].append(port_of(new.url))
         await self.stop_pod(service, old)
-        return new
 
     async def roll_statefulset_pod(self, service: str, old: Pod, **identity: str) -> Pod:
         await self.stop_pod(service, old)
@@ -368,13 +370,17 @@ async def test_a_rolling_update_of_every_service_fails_no_request(platform, run_
         clients = [asyncio.create_task(client(s, i)) for i, s in enumerate(sessions)]
         try:
             await asyncio.sleep(1.5)  # connections to every old replica pooled
+            new_gateway = asyncio.create_task(asyncio.to_thread(cluster.start_pod, "gateway"))
             await asyncio.gather(
-                *(cluster.roll_deployment(name, pods[name]) for name in pods),
+                *(
+                    cluster.roll_deployment(name, pods[name], platform.services[name])
+                    for name in pods
+                ),
                 cluster.roll_statefulset_pod(
                     "location", locations[-1], **location_identity(LOCATION_REPLICAS - 1)
                 ),
             )
-            await cluster.roll_deployment("gateway", gateway)
+            await cluster.roll_deployment("gateway", gateway, (await new_gateway).running)
             await asyncio.sleep(1.5)  # and on, on the new replicas alone
         finally:
             stop.set()
