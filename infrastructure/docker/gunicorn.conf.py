@@ -6,6 +6,7 @@ count from WEB_CONCURRENCY and the proxies it trusts from FORWARDED_ALLOW_IPS.
 
 import itertools
 import os
+from pathlib import Path
 
 from prometheus_client import multiprocess
 
@@ -24,8 +25,21 @@ errorlog = "-"
 # before SIGKILL by default; stop_grace_period in compose raises that).
 graceful_timeout = 20
 
+# Idle keep-alive connections are closed by the client first, never by the server while the
+# client may be sending on one (a lost request): longer than the services' client side
+# (fleet_common.http.UPSTREAM_KEEPALIVE_S, 3 s) and than ingress-nginx's upstream keep-alive
+# timeout (60 s) in front of the gateway. Gunicorn's default is 2 s.
+keepalive = 75
+
 # Nobody runs gunicornc inside a container, and the socket would need a writable $HOME.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Remove a drain file a previous container left: /tmp (an emptyDir) outlives a restart,
+    and the new workers would otherwise drain from the start (fleet_common.drain)."""
+    if drain_file := os.environ.get("DRAIN_FILE"):
+        Path(drain_file).unlink(missing_ok=True)
 
 
 # Each worker gets a slot, 0 .. workers-1, exported as FLEET_WORKER_SLOT: the lowest slot no

@@ -41,7 +41,14 @@ SINGLETONS = {"staging": {"postgres", "redis", "mosquitto"}, "production": {"mos
 
 # What each service must be given in a cluster to work there at all (the rest has defaults).
 REQUIRED_ENV = {
-    "common": {"ENVIRONMENT", "REDIS_URL", "AUTH_JWKS_URL", "JWT_ISSUER", "INTERNAL_SERVICE_TOKEN"},
+    "common": {
+        "ENVIRONMENT",
+        "REDIS_URL",
+        "AUTH_JWKS_URL",
+        "JWT_ISSUER",
+        "INTERNAL_SERVICE_TOKEN",
+        "DRAIN_FILE",
+    },
     "gateway": {
         "GATEWAY_AUTH_URL",
         "GATEWAY_VEHICLE_URL",
@@ -250,8 +257,29 @@ def test_deployments_surge_before_they_take_a_pod_away(target):
         }, name_of(workload)
 
 
+def gunicorn_settings() -> dict:
+    return runpy.run_path(str(REPO / "infrastructure/docker/gunicorn.conf.py"))
+
+
 def gunicorn_graceful_timeout_s() -> int:
-    return runpy.run_path(str(REPO / "infrastructure/docker/gunicorn.conf.py"))["graceful_timeout"]
+    return gunicorn_settings()["graceful_timeout"]
+
+
+# The services' preStop hook: the drain (fleet_common.drain), then the pause.
+DRAIN_PRE_STOP = re.compile(r'touch "\$DRAIN_FILE" && sleep (\d+)')
+
+
+def pre_stop_pause_s(workload: dict) -> int:
+    """The seconds a workload's preStop hook keeps it serving before SIGTERM."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    if name_of(workload) in BACKENDS:
+        assert command[:2] == ["sh", "-c"], name_of(workload)
+        drain = DRAIN_PRE_STOP.fullmatch(command[2])
+        assert drain, f"{name_of(workload)} does not drain before it stops: {command}"
+        return int(drain[1])
+    assert command[0] == "sleep", name_of(workload)
+    return int(command[1])
 
 
 @targets
@@ -261,10 +289,7 @@ def test_grace_period_covers_the_pre_stop_pause_and_the_graceful_shutdown(target
         if name_of(workload) in SINGLETONS["staging"]:
             continue
         pod = workload["spec"]["template"]["spec"]
-        (container,) = pod["containers"]
-        command = container["lifecycle"]["preStop"]["exec"]["command"]
-        assert command[0] == "sleep", name_of(workload)
-        pause_s = int(command[1])
+        pause_s = pre_stop_pause_s(workload)
         assert pause_s >= 3, "endpoint removal needs a moment to reach every proxy"
         shutdown_s = graceful_s if name_of(workload) in BACKENDS else 10
         # Some seconds beyond both: the lifespan's own shutdown after gunicorn stops waiting.
@@ -473,6 +498,61 @@ def test_each_database_is_pooled_by_its_own_pgbouncer_in_transaction_mode(target
     assert int(options["max_prepared_statements"]) > 0, "asyncpg prepares every statement"
     assert options[f"{service}_db"] == f"host=postgres port=5432 dbname={service}_db"
     assert [k for k in options if k.endswith("_db")] == [f"{service}_db"]
+
+
+@targets
+def test_services_drain_longer_than_their_clients_keep_idle_connections(target):
+    # A connection the client keeps idle past the drain would still be there at SIGTERM, where
+    # uvicorn closes it, maybe under a request the client is sending (a 502 at the gateway).
+    from fleet_common.drain import DRAIN_POLL_INTERVAL_S
+    from fleet_common.http import UPSTREAM_KEEPALIVE_S
+
+    drain_file = one(target, "ConfigMap", "fleet-common")["data"]["DRAIN_FILE"]
+    assert drain_file.startswith("/tmp/"), "on the emptyDir every worker of the pod sees"
+    for workload in workloads(target):
+        if name_of(workload) in BACKENDS:
+            pause_s = pre_stop_pause_s(workload)
+            assert pause_s >= UPSTREAM_KEEPALIVE_S + DRAIN_POLL_INTERVAL_S + 1, name_of(workload)
+    # And the servers keep an idle connection longer than their clients do, so they never
+    # close one first (ingress-nginx keeps them 60 s in front of the gateway).
+    assert gunicorn_settings()["keepalive"] > max(UPSTREAM_KEEPALIVE_S, 60)
+
+
+def test_redis_cluster_is_turned_on_by_a_component_alone(tmp_path):
+    for target in OVERLAYS:
+        assert one(target, "ConfigMap", "fleet-common")["data"]["REDIS_CLUSTER"] == "false"
+    overlay = tmp_path / "cluster"
+    overlay.mkdir()
+    relative = Path(*[".."] * len(overlay.parts[1:])) / KUBERNETES.relative_to("/")
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(relative / "overlays/production")],
+                "components": [str(relative / "components/redis-cluster")],
+            }
+        )
+    )
+    result = run(tool("kubectl"), "kustomize", str(overlay))
+    assert result.returncode == 0, result.stderr
+    with_cluster = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    settings = next(
+        o for o in with_cluster if o["kind"] == "ConfigMap" and name_of(o) == "fleet-common"
+    )
+    assert settings["data"]["REDIS_CLUSTER"] == "true"
+    # Every service reads it from there; nothing else changes.
+    for workload in (o for o in with_cluster if o["kind"] in ("Deployment", "StatefulSet")):
+        if name_of(workload) not in BACKENDS:
+            continue
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        assert {"configMapRef": {"name": "fleet-common"}} in container["envFrom"]
+    assert [o for o in with_cluster if o is not settings] == [
+        o
+        for o in rendered("production")
+        if not (o["kind"] == "ConfigMap" and name_of(o) == "fleet-common")
+    ]
+    # The production overlay names the component, for an operator to uncomment.
+    production = (KUBERNETES / "overlays/production/kustomization.yaml").read_text()
+    assert "#   - ../../components/redis-cluster" in production
 
 
 def test_production_replaces_postgres_and_redis_with_managed_services():

@@ -1,5 +1,6 @@
 """The common app skeleton: problem+json errors, request ids, metrics by route template."""
 
+import asyncio
 import logging
 import re
 
@@ -168,3 +169,27 @@ async def test_the_docs_page_loads_nothing_from_the_internet(client):
     for url in assets:
         assert url.startswith("/"), url
         assert (await client.get(url)).status_code == 200, url
+
+
+async def test_a_draining_instance_is_not_ready_and_closes_every_connection(stack, tmp_path):
+    drain_file = tmp_path / "draining"
+    settings = CommonSettings(redis_url=stack.redis.url, drain_file=str(drain_file))
+    app = create_service_app(service="testsvc", settings=settings, verify_tokens=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            serving = await client.get("/health/readiness")
+            assert serving.status_code == 200
+            assert "connection" not in serving.headers
+            drain_file.touch()  # what the preStop hook does
+            for _ in range(100):
+                readiness = await client.get("/health/readiness")
+                if readiness.status_code == 503:
+                    break
+                await asyncio.sleep(0.05)
+            assert readiness.status_code == 503
+            assert readiness.json()["detail"] == "draining: this instance is stopping"
+            assert readiness.headers["connection"] == "close"
+            live = await client.get("/health/liveness")  # draining, not dead: no restart
+            assert live.status_code == 200
+            assert live.headers["connection"] == "close"

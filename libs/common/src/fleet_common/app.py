@@ -1,13 +1,16 @@
 """The common FastAPI skeleton every service is built on."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from fleet_common.auth import JWKSCache, RevocationList, TokenVerifier
 from fleet_common.db import create_engine, create_sessionmaker, ping_database
+from fleet_common.drain import Drain
 from fleet_common.errors import install_error_handlers
 from fleet_common.health import HealthCheck, health_router
 from fleet_common.http import create_http_client
@@ -16,6 +19,7 @@ from fleet_common.metrics import metrics_router, watch_sqlalchemy_pool
 from fleet_common.middleware import ObservabilityMiddleware
 from fleet_common.redis import create_redis
 from fleet_common.settings import CommonSettings
+from fleet_common.tasks import stop_tasks
 
 # Per process: under gunicorn, each worker has a pool of its own.
 DB_POOL_SIZE = 10
@@ -60,6 +64,8 @@ def create_service_app(
         1 if engine is not None else 0, HealthCheck("redis", redis.ping, critical=redis_critical)
     )
 
+    drain = Drain(Path(settings.drain_file) if settings.drain_file else None)
+
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.redis_cluster:
@@ -67,6 +73,7 @@ def create_service_app(
             # reads here; without it the service does not start (and is restarted).
             await redis.initialize()
         jwks_client = create_http_client(timeout=5.0)
+        drain_watch = asyncio.create_task(drain.watch(), name="drain")
         if verify_tokens:
             app.state.token_verifier = TokenVerifier(
                 JWKSCache(settings.jwks_url, jwks_client),
@@ -80,6 +87,7 @@ def create_service_app(
                 async with lifespan(app):
                     yield
         finally:
+            await stop_tasks([drain_watch])
             await jwks_client.aclose()
             await redis.aclose()
             if engine is not None:
@@ -91,12 +99,13 @@ def create_service_app(
     app = make_app(lifespan=_lifespan, **fastapi_kwargs)
     app.state.settings = settings
     app.state.health_checks = checks
+    app.state.drain = drain
     app.state.redis = redis
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         watch_sqlalchemy_pool(app, service, engine, DB_POOL_SIZE + DB_MAX_OVERFLOW)
-    app.add_middleware(ObservabilityMiddleware, service=service)
+    app.add_middleware(ObservabilityMiddleware, service=service, drain=drain)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(metrics_router)

@@ -3,6 +3,7 @@
 Readiness runs every declared dependency check concurrently with a short timeout. A failing
 critical dependency turns it 503 and names the dependency; a failing non-critical one
 (e.g. Redis for the gateway, whose rate limiter fails open) leaves it 200 but `degraded`.
+A draining instance (fleet_common.drain) is not ready, whatever its dependencies.
 """
 
 import asyncio
@@ -44,6 +45,15 @@ async def liveness() -> dict[str, str]:
 
 @health_router.get("/readiness")
 async def readiness(request: Request) -> JSONResponse:
+    if request.app.state.drain.active:
+        # Stopping soon (fleet_common.drain): out of every load balancer's rotation.
+        body = {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "draining: this instance is stopping",
+        }
+        return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
     checks: list[HealthCheck] = request.app.state.health_checks
     timeout_s: float = request.app.state.settings.health_check_timeout_s
     failures = await asyncio.gather(*(_run(c, timeout_s) for c in checks))

@@ -11,6 +11,7 @@ import uuid
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleet_common.drain import Drain
 from fleet_common.errors import problem_response
 from fleet_common.logging import get_logger, request_id_var
 from fleet_common.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -35,9 +36,10 @@ def route_template(scope: Scope) -> str:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, drain: Drain) -> None:
         self.app = app
         self.service = service
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -64,6 +66,10 @@ class ObservabilityMiddleware:
                 response_started = True
                 status_code = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", encoded_id)]
+                if self.drain.active:
+                    # The client closes this connection after the answer instead of pooling
+                    # it: the instance is about to stop (fleet_common.drain).
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         started = time.perf_counter()

@@ -33,6 +33,9 @@ class CommonSettings(BaseSettings):
     # The service's database URL points at PgBouncer in transaction pooling mode: no cached
     # prepared statements (fleet_common.db).
     database_pgbouncer: bool = Field(False, validation_alias="DATABASE_PGBOUNCER")
+    # Created by Kubernetes' preStop hook: the instance drains before SIGTERM (fleet_common.drain).
+    # Empty: never drains (a service run by hand or by compose).
+    drain_file: str = Field("", validation_alias="DRAIN_FILE")
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> "CommonSettings":

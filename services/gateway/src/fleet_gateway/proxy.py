@@ -27,6 +27,7 @@ from fleet_common.errors import (
     ServiceUnavailableError,
     TooManyRequestsError,
 )
+from fleet_common.http import UPSTREAM_KEEPALIVE_S
 from fleet_common.logging import get_logger, request_id_var
 from fleet_gateway.config import Settings
 from fleet_gateway.rate_limit import RateLimiter
@@ -125,7 +126,9 @@ def create_upstreams(settings: Settings) -> dict[str, Upstream]:
     shards = min(POOL_SHARDS, settings.upstream_max_connections)
     per_shard = -(-settings.upstream_max_connections // shards)
     limits = httpx.Limits(
-        max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30
+        max_connections=per_shard,
+        max_keepalive_connections=per_shard,
+        keepalive_expiry=UPSTREAM_KEEPALIVE_S,
     )
     upstreams = {}
     for name, url in settings.upstream_urls().items():
@@ -287,8 +290,9 @@ class Forwarder:
                 response = await upstream.next_transport().handle_async_request(request)
             except httpx.RemoteProtocolError:
                 # A pooled connection the upstream closed as the request went out: an
-                # instance stopping (a rolling update) closes its idle keep-alive
-                # connections. The request never reached it; send it again, once, on another.
+                # instance stopped without draining first (fleet_common.drain: a rolling
+                # update drains) closes its idle keep-alive connections. The request never
+                # reached it; send it again, once, on another.
                 if has_body or scope["method"] not in IDEMPOTENT_METHODS:
                     raise
                 response = await upstream.next_transport().handle_async_request(request)

@@ -51,8 +51,10 @@ class TrackerCommandQueue:
                 # skips the ones that expired before it).
                 pipe.expire(key, ttl_s, nx=True)
                 pipe.expire(key, ttl_s, gt=True)
-                pipe.publish(COMMANDS_CHANNEL, uid)
                 await pipe.execute()
+            # Once the command is on the list, for the process told to find it there. Not in
+            # the transaction: a Redis Cluster client runs no PUBLISH in a pipeline.
+            await self._redis.publish(COMMANDS_CHANNEL, uid)
         except RedisError as exc:
             raise CommandsUnavailableError(f"Redis: {exc}") from exc
 
