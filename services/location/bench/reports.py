@@ -16,7 +16,8 @@ Starts a throwaway stack and the auth, vehicle, location and gateway services (a
    to 31 days are answered), and its history of the 30 days as CSV (raw rows: it returns
    every row, the figure is there to be honest about it);
 5. the rollups' cost on ingest: the service's own batch writer, 500 positions a batch, with
-   the stale-marking trigger and without it (disabled), alternating rounds.
+   the stale-marking trigger and without it (disabled), and late positions (which it marks),
+   in rotating rounds; and the rollup job's hourly sweep, which marks live positions' hours.
 
     make bench-reports   # or: uv run python services/location/bench/reports.py --help
 """
@@ -46,7 +47,7 @@ from fleet_location.positions.model import Position
 from fleet_location.positions.service import stream_history
 from fleet_location.trips.detection import Fix, analyse
 from fleet_location.trips.rollup import Rules
-from fleet_location.trips.rollups import redo_stale
+from fleet_location.trips.rollups import MARK_SWEPT_SQL, redo_stale
 
 RULES = Rules(stop_speed_kph=3.0, min_stop_duration_s=180.0)
 FILL_SQL = """
@@ -125,25 +126,39 @@ def timed_get(http: httpx.Client, path: str, params: dict, rounds: int = 3) -> t
     return statistics.median(took), size
 
 
+WRITER_BATCH = 500
+WRITER_LABELS = ("with rollups", "without", "late data")
+
+
 async def writer_rates(pool, org_id, vehicle_ids, rounds: int) -> dict[str, float]:
-    """Positions/s through the batch writer with and without the rollups' trigger."""
+    """Positions/s through the batch writer (batches of WRITER_BATCH, as the service writes
+    them): live positions with the rollups' trigger and without it (disabled), and positions
+    two hours late (an hour swept already: the trigger marks them), in rotating rounds so
+    that the machine's load falls on all three alike; the median round of each."""
     writer = TelemetryWriter(pool)
-    rates: dict[str, list[float]] = {"with rollups": [], "without": []}
-    t = datetime.now(UTC) - timedelta(minutes=30)
-    device_ids = [uuid.uuid4() for _ in vehicle_ids]
-    for round_no in range(rounds * 2):
-        label = "with rollups" if round_no % 2 == 0 else "without"
+    rates: dict[str, list[float]] = {label: [] for label in WRITER_LABELS}
+    device_ids = [uuid.uuid4() for _ in range(WRITER_BATCH)]
+    vehicles = [vehicle_ids[i % len(vehicle_ids)] for i in range(WRITER_BATCH)]
+    live = datetime.now(UTC)
+    late = live - timedelta(hours=2)
+    for round_no in range(rounds * len(WRITER_LABELS)):
+        label = WRITER_LABELS[round_no % len(WRITER_LABELS)]
         async with pool.acquire() as conn:
-            state = "ENABLE" if label == "with rollups" else "DISABLE"
+            state = "DISABLE" if label == "without" else "ENABLE"
             await conn.execute(f"ALTER TABLE telemetry {state} TRIGGER telemetry_rollups_stale")
         batches = []
         for _ in range(40):
-            t += timedelta(milliseconds=10)
+            if label == "late data":
+                late += timedelta(milliseconds=10)
+                t = late
+            else:
+                live += timedelta(milliseconds=10)
+                t = live
             batches.append(
                 [
                     Position(d, v, org_id, t, 10.0, 106.0, speed_kph=40.0, ignition=True)
-                    for d, v in zip(device_ids, vehicle_ids, strict=True)
-                ][:500]
+                    for d, v in zip(device_ids, vehicles, strict=True)
+                ]
             )
         began = time.perf_counter()
         for batch in batches:
@@ -152,6 +167,19 @@ async def writer_rates(pool, org_id, vehicle_ids, rounds: int) -> dict[str, floa
     async with pool.acquire() as conn:
         await conn.execute("ALTER TABLE telemetry ENABLE TRIGGER telemetry_rollups_stale")
     return {label: statistics.median(values) for label, values in rates.items()}
+
+
+async def sweep_s(conn) -> float:
+    """Seconds the job's hourly sweep takes to mark the last closed hour (rolled back)."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        began = time.perf_counter()
+        await conn.execute(MARK_SWEPT_SQL, hour, hour + timedelta(hours=1))
+        return time.perf_counter() - began
+    finally:
+        await tx.rollback()
 
 
 def create_vehicles(api: str, count: int) -> tuple[str, dict, list[str]]:
@@ -249,6 +277,8 @@ async def main_async(args) -> None:
         async with pool.acquire() as conn:
             trips_raw_s = await raw_trips(conn, org_id, vehicle_ids[0], month_start, now)
         history_raw_s = await raw_history(pool, org_id, vehicle_ids[0], year_start, now)
+        async with pool.acquire() as conn:
+            swept_s = await sweep_s(conn)
         ingest = await writer_rates(pool, org_id, vehicle_ids, args.writer_rounds)
         await pool.close()
 
@@ -282,6 +312,15 @@ async def main_async(args) -> None:
         print(
             f"writer with rollups    {ingest['with rollups']:>9,.0f} positions/s, without "
             f"{ingest['without']:,.0f}: ratio {ratio:.2f}   goal >= 0.9: {goal(ratio >= 0.9)}"
+            f"  ({args.writer_rounds} rounds each, batches of {WRITER_BATCH})"
+        )
+        print(
+            f"writer, late data      {ingest['late data']:>9,.0f} positions/s "
+            f"({ingest['late data'] / ingest['without']:.2f} x without; the trigger marks them)"
+        )
+        print(
+            f"hourly sweep           {swept_s * 1000:>9,.0f} ms to mark the last closed hour "
+            f"({args.vehicles} vehicles; in the rollup job, off the ingest path)"
         )
     finally:
         stop_services(processes, stack, state)
@@ -294,7 +333,7 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=500)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--raw-bound-s", type=float, default=120.0)
-    parser.add_argument("--writer-rounds", type=int, default=5)
+    parser.add_argument("--writer-rounds", type=int, default=9)
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -1,14 +1,16 @@
 """Rollups in the database: redoing stale buckets, and reading a range from them.
 
 `telemetry_rollups` holds a `Rollup` (rollup.py) per vehicle and closed hour, and per closed
-day (the join of its hours). A trigger on `telemetry` marks each hour that receives positions
-as stale (`telemetry_rollups_stale`), late ones included; `redo_stale` redoes closed stale
-hours from raw rows and then their days from their hours. Each row holds the rollup's figures
+day (the join of its hours). Hours to redo are marked stale (`telemetry_rollups_stale`): once
+each hour closes, by the job's `sweep`, for every vehicle with positions in it; and by a
+trigger on `telemetry` for positions that arrive later than that (late data, replayed
+backlogs). `redo_stale` redoes closed stale hours from raw rows, in the database
+(HOUR_PARTS_SQL), and then their days from their hours. Each row holds the rollup's figures
 (`state`, all the summary reads) and its settled trips and stops (`segments`, read only for
-trip and stop lists). A reader uses a bucket only when it
-lies wholly inside the range, is closed and is not stale; anything else — the open edges of
-the range, the current hour, an hour whose late data is not redone yet — is read raw. Either
-way the figures are what `analyse` gives on the raw rows.
+trip and stop lists). A reader uses a bucket only when it lies wholly inside the range, is
+closed, swept and not stale; anything else — the open edges of the range, the current hour,
+an hour not swept yet or whose late data is not redone yet — is read raw. Either way the
+figures are what `analyse` gives on the raw rows.
 """
 
 import asyncio
@@ -36,6 +38,7 @@ DELETE FROM telemetry_rollups_stale s
 USING (
     SELECT org_id, vehicle_id, hour_start FROM telemetry_rollups_stale
     WHERE hour_start <= $1::timestamptz - interval '1 hour'
+        AND hour_start < (SELECT marked_until FROM telemetry_rollups_sweep)
     ORDER BY org_id, vehicle_id, hour_start
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -160,6 +163,20 @@ ORDER BY 2, 3
 ON CONFLICT DO NOTHING
 """
 PRUNE_SQL = "DELETE FROM telemetry_rollups WHERE bucket_start < $1"
+# Shared by writers (the trigger of migration reports_0003), alone by a sweep moving marks_from.
+SWEEP_LOCK_KEY = 1_700_317_017
+SWEEP_SQL = "SELECT marks_from, marked_until FROM telemetry_rollups_sweep"
+MOVE_MARKS_FROM_SQL = "UPDATE telemetry_rollups_sweep SET marks_from = $1 WHERE marks_from < $1"
+# Every (vehicle, hour) with positions the trigger did not mark, in one scan of those hours.
+MARK_SWEPT_SQL = """
+INSERT INTO telemetry_rollups_stale (org_id, vehicle_id, hour_start)
+SELECT DISTINCT org_id, vehicle_id, date_trunc('hour', recorded_at, 'UTC')
+FROM telemetry
+WHERE vehicle_id IS NOT NULL AND recorded_at >= $1 AND recorded_at < $2
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
+MARKED_UNTIL_SQL = "UPDATE telemetry_rollups_sweep SET marked_until = $1"
 
 
 def rollup_rules(settings: Settings) -> Rules:
@@ -290,6 +307,23 @@ async def _store(conn, org_id: UUID, width_s: int, keys: list, rollups: dict) ->
         await conn.execute(DELETE_SQL, org_id, width_s, [k[0] for k in gone], [k[1] for k in gone])
 
 
+async def sweep(conn: asyncpg.Connection, *, until: datetime | None = None) -> None:
+    """Mark the hours up to `until` (default: the current hour's start) that live positions
+    did not mark (migration reports_0003 explains why, and why this is exact)."""
+    cut = until or _floor(datetime.now(UTC), HOUR)
+    marks_from, _ = await conn.fetchrow(SWEEP_SQL)
+    if marks_from < cut:
+        async with conn.transaction():
+            # Waits for the writers in flight; the ones after see the new marks_from.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SWEEP_LOCK_KEY)
+            await conn.execute(MOVE_MARKS_FROM_SQL, cut)
+    async with conn.transaction():
+        marks_from, marked_until = await conn.fetchrow(SWEEP_SQL + " FOR UPDATE")
+        if marked_until < marks_from:
+            await conn.execute(MARK_SWEPT_SQL, marked_until, marks_from)
+            await conn.execute(MARKED_UNTIL_SQL, marks_from)
+
+
 async def prune(conn: asyncpg.Connection, *, keep_days: int) -> None:
     """Rollups outlive raw telemetry (`rollup_retention_days`), but not forever."""
     await conn.execute(PRUNE_SQL, datetime.now(UTC) - timedelta(days=keep_days))
@@ -334,9 +368,11 @@ async def range_pieces(
     partial first and last hours (and the current one) from raw rows, then closed, clean days
     (unless not `days`) and hours from the table, stale hours from raw rows."""
     now = datetime.now(UTC)
-    # Whole closed hours inside the range; the rest of it is read raw for every vehicle.
+    _, marked_until = await conn.fetchrow(SWEEP_SQL)
+    # Whole closed, marked hours inside the range; the rest of it is read raw for every
+    # vehicle (an hour not swept yet may have positions and no mark).
     first_hour = _ceil(start, HOUR)
-    last_hour = min(_floor(end, HOUR), _floor(now, HOUR))
+    last_hour = min(_floor(end, HOUR), _floor(now, HOUR), marked_until)
     pieces: dict[UUID, list[tuple[datetime, Rollup]]] = defaultdict(list)
     raw_edges = [(start, min(first_hour, end))]
     if first_hour < last_hour:
@@ -431,6 +467,7 @@ async def maintain(pool: asyncpg.Pool, rules: Rules, *, interval_s: float, keep_
     while True:
         try:
             async with pool.acquire() as conn:
+                await sweep(conn)
                 redone = 1
                 while redone:  # each batch its own transaction: ingest goes on in between
                     redone = await redo_stale(conn, rules)
