@@ -229,6 +229,27 @@ class Rules:
             self._extend(rollup, fix)
         return rollup
 
+    def of_runs(self, last: Fix, positions: int, idle_s: float, runs: list[tuple]) -> Rollup:
+        """The rollup `of` gives, from its positions' runs of like segments, as the database
+        computes them (rollups.HOUR_PARTS_SQL): for each run in time order, `(still, start,
+        seconds, metres, max_speed_kph, first_speed_kph, ignition_on)`, where `max_speed_kph`
+        counts the speed of the point the run ends at (the next run's `first_speed_kph`);
+        then the last position, how many there are and their idle time. `of` adds the same
+        segments one by one; the figures differ by the order of their sums (rounding)."""
+        if not runs:
+            return Rollup(last, last, parts=[Run(last)])
+        first = runs[0][1]
+        rollup = Rollup(first, last, positions, idle_s, [Run(first)], runs[0][5])
+        for still, start, seconds, metres, max_speed_kph, first_speed_kph, ignition_on in runs:
+            if still:
+                part: Part = Run(start, seconds, metres, max_speed_kph, ignition_on)
+            else:
+                tail = rollup.parts[-1]  # it ends where this move starts
+                tail.max_speed_kph = max(tail.max_speed_kph, first_speed_kph)
+                part = Move(start, seconds, metres, max_speed_kph)
+            self._append(rollup, part)
+        return rollup
+
     def join(self, left: Rollup | None, right: Rollup | None) -> Rollup | None:
         """The rollup of `left`'s positions followed by `right`'s."""
         return self.join_all([left, right])

@@ -1,14 +1,16 @@
 """Rollups in the database: redoing stale buckets, and reading a range from them.
 
 `telemetry_rollups` holds a `Rollup` (rollup.py) per vehicle and closed hour, and per closed
-day (the join of its hours). A trigger on `telemetry` marks each hour that receives positions
-as stale (`telemetry_rollups_stale`), late ones included; `redo_stale` redoes closed stale
-hours from raw rows and then their days from their hours. Each row holds the rollup's figures
+day (the join of its hours). Hours to redo are marked stale (`telemetry_rollups_stale`): once
+each hour closes, by the job's `sweep`, for every vehicle with positions in it; and by a
+trigger on `telemetry` for positions that arrive later than that (late data, replayed
+backlogs). `redo_stale` redoes closed stale hours from raw rows, in the database
+(HOUR_PARTS_SQL), and then their days from their hours. Each row holds the rollup's figures
 (`state`, all the summary reads) and its settled trips and stops (`segments`, read only for
-trip and stop lists). A reader uses a bucket only when it
-lies wholly inside the range, is closed and is not stale; anything else — the open edges of
-the range, the current hour, an hour whose late data is not redone yet — is read raw. Either
-way the figures are what `analyse` gives on the raw rows.
+trip and stop lists). A reader uses a bucket only when it lies wholly inside the range, is
+closed, swept and not stale; anything else — the open edges of the range, the current hour,
+an hour not swept yet or whose late data is not redone yet — is read raw. Either way the
+figures are what `analyse` gives on the raw rows.
 """
 
 import asyncio
@@ -29,26 +31,92 @@ log = get_logger(__name__)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
+# Oldest first per vehicle, vehicle by vehicle: a batch then holds whole days of a few
+# vehicles, so a backfill redoes each day once or twice, not once per batch.
 TAKE_STALE_SQL = """
 DELETE FROM telemetry_rollups_stale s
 USING (
     SELECT org_id, vehicle_id, hour_start FROM telemetry_rollups_stale
-    WHERE hour_start + interval '1 hour' <= $1
-    ORDER BY hour_start
+    WHERE hour_start <= $1::timestamptz - interval '1 hour'
+        AND hour_start < (SELECT marked_until FROM telemetry_rollups_sweep)
+    ORDER BY org_id, vehicle_id, hour_start
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ) taken
 WHERE (s.org_id, s.vehicle_id, s.hour_start) = (taken.org_id, taken.vehicle_id, taken.hour_start)
 RETURNING s.org_id, s.vehicle_id, s.hour_start
 """
-# Raw rows of (vehicle, from, to) stretches of one org, each vehicle's in time order.
-STRETCH_FIXES_SQL = """
-SELECT t.vehicle_id, t.recorded_at, ST_Y(t.geog::geometry), ST_X(t.geog::geometry),
-       t.speed_kph, t.ignition
-FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS s(vehicle_id, start, stop)
-JOIN telemetry t ON t.org_id = $1 AND t.vehicle_id = s.vehicle_id
-    AND t.recorded_at >= s.start AND t.recorded_at < s.stop
-ORDER BY t.vehicle_id, t.recorded_at
+# The parts (rollup.py) of (vehicle, hour) pairs of one org, computed in the database: one
+# row per run of still or moving segments (`kind` 1 or 0) of each hour, in time order, and a
+# last row (`kind` 2) for the hour's last position. Reading every raw row into Python and
+# stepping through them one by one (`Rules.of`) rolled up some 5,000 rows/s; here Python sees
+# a handful of rows per hour. Each segment's seconds, metres and speed are computed as
+# `analyse` computes them (haversine_m, term by term, with pi() / 180 as math.radians has
+# it), so they are the same floats; only the order of the sums differs (rounding).
+HOUR_PARTS_SQL = """
+WITH points AS (
+    SELECT s.vehicle_id, date_bin('1 hour', t.recorded_at, timestamptz '2000-01-01 00:00Z')
+            AS hour_start,
+        t.recorded_at, ST_Y(t.geog::geometry) AS lat, ST_X(t.geog::geometry) AS lon,
+        t.speed_kph, t.ignition
+    FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS s(vehicle_id, start_at, end_at)
+    -- One index range per stretch of hours, whatever the planner guesses of a table just
+    -- filled (a merge join on the vehicle alone read every row of the org once per hour).
+    CROSS JOIN LATERAL (
+        SELECT recorded_at, geog, speed_kph, ignition FROM telemetry
+        WHERE org_id = $1 AND vehicle_id = s.vehicle_id
+            AND recorded_at >= s.start_at AND recorded_at < s.end_at
+    ) t
+), paired AS (
+    SELECT *, lead(recorded_at) OVER w AS next_at, lead(lat) OVER w AS next_lat,
+        lead(lon) OVER w AS next_lon
+    FROM points
+    WINDOW w AS (PARTITION BY vehicle_id, hour_start ORDER BY recorded_at)
+), measured AS (
+    SELECT *, extract(epoch FROM next_at - recorded_at)::float8 AS seconds,
+        2 * 6371008.8::float8 * asin(least(1.0::float8, sqrt(
+            power(sin((next_lat * (pi() / 180) - lat * (pi() / 180)) / 2), 2)
+            + cos(lat * (pi() / 180)) * cos(next_lat * (pi() / 180))
+                * power(sin((next_lon - lon) * (pi() / 180) / 2), 2)
+        ))) AS metres
+    FROM paired
+), speeds AS (
+    SELECT *, CASE
+            WHEN next_at IS NULL THEN NULL
+            WHEN speed_kph IS NOT NULL THEN speed_kph
+            WHEN seconds > 0 THEN metres / seconds * 3.6::float8
+            ELSE 0.0::float8
+        END AS speed
+    FROM measured
+), kinds AS (
+    SELECT *, CASE
+            WHEN next_at IS NULL THEN 2
+            WHEN ignition IS FALSE OR speed < $5 OR seconds >= $6 THEN 1
+            ELSE 0
+        END AS kind
+    FROM speeds
+), marked AS (
+    SELECT *, lead(speed) OVER w AS next_speed, kind <> lag(kind, 1, -1) OVER w AS begins
+    FROM kinds
+    WINDOW w AS (PARTITION BY vehicle_id, hour_start ORDER BY recorded_at)
+), islands AS (
+    SELECT *, sum(begins::int) OVER w AS island
+    FROM marked
+    WINDOW w AS (PARTITION BY vehicle_id, hour_start ORDER BY recorded_at)
+)
+SELECT vehicle_id, hour_start, min(kind),
+    min(recorded_at), max(lat) FILTER (WHERE begins), max(lon) FILTER (WHERE begins),
+    max(speed_kph) FILTER (WHERE begins), bool_or(ignition) FILTER (WHERE begins),
+    sum(seconds), sum(metres),
+    -- a part's top speed: its points' speeds, the one it ends at included
+    max(greatest(speed, next_speed)),
+    max(speed) FILTER (WHERE begins),
+    coalesce(bool_or(ignition IS TRUE), false),
+    sum(CASE WHEN ignition IS TRUE AND speed < $5 AND seconds < $6 THEN seconds ELSE 0 END),
+    count(*)
+FROM islands
+GROUP BY vehicle_id, hour_start, island
+ORDER BY vehicle_id, hour_start, island
 """
 EDGE_FIXES_SQL = """
 SELECT vehicle_id, recorded_at, ST_Y(geog::geometry), ST_X(geog::geometry), speed_kph, ignition
@@ -69,12 +137,14 @@ DELETE FROM telemetry_rollups
 WHERE org_id = $1 AND width_s = $2
     AND (vehicle_id, bucket_start) IN (SELECT * FROM unnest($3::uuid[], $4::timestamptz[]))
 """
+# A range condition per day, so each day is an index range of the primary key (a condition
+# on date_trunc(bucket_start) read every hour rollup of the org, once per batch).
 DAY_HOURS_SQL = """
-SELECT vehicle_id, bucket_start, state, segments FROM telemetry_rollups
-WHERE org_id = $1 AND width_s = 3600
-    AND (vehicle_id, date_trunc('day', bucket_start, 'UTC'))
-        IN (SELECT * FROM unnest($2::uuid[], $3::timestamptz[]))
-ORDER BY vehicle_id, bucket_start
+SELECT r.vehicle_id, r.bucket_start, r.state, r.segments
+FROM unnest($2::uuid[], $3::timestamptz[]) AS d(vehicle_id, day_start)
+JOIN telemetry_rollups r ON r.org_id = $1 AND r.width_s = 3600 AND r.vehicle_id = d.vehicle_id
+    AND r.bucket_start >= d.day_start AND r.bucket_start < d.day_start + interval '1 day'
+ORDER BY r.vehicle_id, r.bucket_start
 """
 ROLLUPS_SQL = """
 SELECT vehicle_id, bucket_start, state, CASE WHEN $6 THEN segments END FROM telemetry_rollups
@@ -93,6 +163,20 @@ ORDER BY 2, 3
 ON CONFLICT DO NOTHING
 """
 PRUNE_SQL = "DELETE FROM telemetry_rollups WHERE bucket_start < $1"
+# Shared by writers (the trigger of migration reports_0003), alone by a sweep moving marks_from.
+SWEEP_LOCK_KEY = 1_700_317_017
+SWEEP_SQL = "SELECT marks_from, marked_until FROM telemetry_rollups_sweep"
+MOVE_MARKS_FROM_SQL = "UPDATE telemetry_rollups_sweep SET marks_from = $1 WHERE marks_from < $1"
+# Every (vehicle, hour) with positions the trigger did not mark, in one scan of those hours.
+MARK_SWEPT_SQL = """
+INSERT INTO telemetry_rollups_stale (org_id, vehicle_id, hour_start)
+SELECT DISTINCT org_id, vehicle_id, date_trunc('hour', recorded_at, 'UTC')
+FROM telemetry
+WHERE vehicle_id IS NOT NULL AND recorded_at >= $1 AND recorded_at < $2
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
+MARKED_UNTIL_SQL = "UPDATE telemetry_rollups_sweep SET marked_until = $1"
 
 
 def rollup_rules(settings: Settings) -> Rules:
@@ -132,6 +216,8 @@ async def redo_stale(conn: asyncpg.Connection, rules: Rules, *, limit: int = 200
     so that a crash leaves them stale. Returns the number of hours redone."""
     now = datetime.now(UTC)
     async with conn.transaction():
+        # HOUR_PARTS_SQL sorts a batch's rows (some 120 an hour at one fix per 30 s) in memory.
+        await conn.execute("SET LOCAL work_mem = '64MB'")
         taken = await conn.fetch(TAKE_STALE_SQL, now, limit)
         by_org: dict[UUID, list] = defaultdict(list)
         for org_id, vehicle_id, hour in taken:
@@ -154,27 +240,42 @@ async def redo_stale(conn: asyncpg.Connection, rules: Rules, *, limit: int = 200
     return len(taken)
 
 
-async def _hour_fixes(conn, org_id: UUID, hours) -> dict[tuple, list[Fix]]:
-    """Raw positions of (vehicle, hour start) pairs, by pair, in time order."""
-    starts = [h for _, h in hours]
+async def hour_rollups(conn, rules: Rules, org_id: UUID, hours) -> dict[tuple, Rollup]:
+    """The rollups of (vehicle, hour start) pairs that have positions, from raw rows."""
+    stretches: list[list] = []  # consecutive hours of a vehicle, as [vehicle, start, end]
+    for vehicle_id, hour in sorted(hours):
+        if stretches and stretches[-1][0] == vehicle_id and stretches[-1][2] == hour:
+            stretches[-1][2] = hour + HOUR
+        else:
+            stretches.append([vehicle_id, hour, hour + HOUR])
     rows = conn.cursor(
-        STRETCH_FIXES_SQL,
+        HOUR_PARTS_SQL,
         org_id,
-        [v for v, _ in hours],
-        starts,
-        [h + HOUR for h in starts],
+        [v for v, _, _ in stretches],
+        [start for _, start, _ in stretches],
+        [end for _, _, end in stretches],
+        rules.stop_speed_kph,
+        rules.min_stop_duration_s,
         prefetch=10_000,
     )
-    per_hour: dict[tuple, list[Fix]] = defaultdict(list)
+    result: dict[tuple, Rollup] = {}
+    runs: list[tuple] = []
+    idle_s = 0.0
+    positions = 0
     async for row in rows:
-        per_hour[(row[0], _floor(row[1], HOUR))].append(Fix(row[1], row[2], row[3], row[4], row[5]))
-    return per_hour
+        kind, start = row[2], Fix(row[3], row[4], row[5], row[6], row[7])
+        positions += row[14]
+        if kind == 2:  # the hour's last position, after its runs
+            result[(row[0], row[1])] = rules.of_runs(start, positions, idle_s, runs)
+            runs, idle_s, positions = [], 0.0, 0
+            continue
+        idle_s += row[13]
+        runs.append((kind == 1, start, row[8], row[9], row[10], row[11], row[12]))
+    return result
 
 
 async def _redo_hours(conn, rules: Rules, org_id: UUID, hours: list) -> None:
-    per_hour = await _hour_fixes(conn, org_id, hours)
-    rollups = {key: rules.of(fixes) for key, fixes in per_hour.items()}
-    await _store(conn, org_id, 3600, hours, rollups)
+    await _store(conn, org_id, 3600, hours, await hour_rollups(conn, rules, org_id, hours))
 
 
 async def _redo_days(conn, rules: Rules, org_id: UUID, days: list) -> None:
@@ -204,6 +305,23 @@ async def _store(conn, org_id: UUID, width_s: int, keys: list, rollups: dict) ->
         )
     if gone:
         await conn.execute(DELETE_SQL, org_id, width_s, [k[0] for k in gone], [k[1] for k in gone])
+
+
+async def sweep(conn: asyncpg.Connection, *, until: datetime | None = None) -> None:
+    """Mark the hours up to `until` (default: the current hour's start) that live positions
+    did not mark (migration reports_0003 explains why, and why this is exact)."""
+    cut = until or _floor(datetime.now(UTC), HOUR)
+    marks_from, _ = await conn.fetchrow(SWEEP_SQL)
+    if marks_from < cut:
+        async with conn.transaction():
+            # Waits for the writers in flight; the ones after see the new marks_from.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SWEEP_LOCK_KEY)
+            await conn.execute(MOVE_MARKS_FROM_SQL, cut)
+    async with conn.transaction():
+        marks_from, marked_until = await conn.fetchrow(SWEEP_SQL + " FOR UPDATE")
+        if marked_until < marks_from:
+            await conn.execute(MARK_SWEPT_SQL, marked_until, marks_from)
+            await conn.execute(MARKED_UNTIL_SQL, marks_from)
 
 
 async def prune(conn: asyncpg.Connection, *, keep_days: int) -> None:
@@ -250,9 +368,11 @@ async def range_pieces(
     partial first and last hours (and the current one) from raw rows, then closed, clean days
     (unless not `days`) and hours from the table, stale hours from raw rows."""
     now = datetime.now(UTC)
-    # Whole closed hours inside the range; the rest of it is read raw for every vehicle.
+    _, marked_until = await conn.fetchrow(SWEEP_SQL)
+    # Whole closed, marked hours inside the range; the rest of it is read raw for every
+    # vehicle (an hour not swept yet may have positions and no mark).
     first_hour = _ceil(start, HOUR)
-    last_hour = min(_floor(end, HOUR), _floor(now, HOUR))
+    last_hour = min(_floor(end, HOUR), _floor(now, HOUR), marked_until)
     pieces: dict[UUID, list[tuple[datetime, Rollup]]] = defaultdict(list)
     raw_edges = [(start, min(first_hour, end))]
     if first_hour < last_hour:
@@ -312,8 +432,10 @@ async def _add_buckets(conn, rules, org_id, hours, vehicle_id, segments, days, p
             seen.add(key)
             pieces[vehicle].append((hour, _decode(state, segments_json)))
     if stale_hours:
-        for (vehicle, hour), fixes in (await _hour_fixes(conn, org_id, stale_hours)).items():
-            pieces[vehicle].append((hour, rules.of(fixes)))
+        for (vehicle, hour), rollup in (
+            await hour_rollups(conn, rules, org_id, stale_hours)
+        ).items():
+            pieces[vehicle].append((hour, rollup))
 
 
 async def hour_ends(
@@ -345,6 +467,7 @@ async def maintain(pool: asyncpg.Pool, rules: Rules, *, interval_s: float, keep_
     while True:
         try:
             async with pool.acquire() as conn:
+                await sweep(conn)
                 redone = 1
                 while redone:  # each batch its own transaction: ingest goes on in between
                     redone = await redo_stale(conn, rules)
