@@ -372,11 +372,12 @@ async def test_draw_a_circle_and_a_polygon_on_the_map_then_edit_their_shapes(
     await screenshot(page, "geofences-edited")
 
 
-async def test_an_admin_edits_a_driver_in_place_and_picks_a_rules_push_recipient(
+async def test_an_admin_edits_a_driver_in_place_and_a_dispatcher_picks_a_rules_recipient(
     page, e2e_gateway, make_org
 ):
     org = make_org()
     dispatcher = org.add_user("dispatcher")
+    viewer = org.add_user("viewer")
     driver = org.post("/drivers", {"name": "Trần Thị Lan", "licence_number": "B2-0001"})
     await sign_in(page, e2e_gateway, org.email)
 
@@ -394,17 +395,20 @@ async def test_an_admin_edits_a_driver_in_place_and_picks_a_rules_push_recipient
         "B2-0001",
     )
 
+    # A dispatcher may not list users, but picks recipients from the org's directory.
+    await page.get_by_test_id("sign-out").click()
+    await sign_in(page, e2e_gateway, dispatcher)
     await page.goto(e2e_gateway.url + "/alerts/rules")
     await page.get_by_test_id("rule-name").fill("Night shift")
     await page.get_by_test_id("rule-event-geofence_exit").check()
-    await page.get_by_test_id("recipient-search").fill(dispatcher[:12])
+    await page.get_by_test_id("recipient-search").fill(viewer[:12])
     await page.get_by_test_id("recipient-option").check()
     await page.get_by_test_id("rule-save").click()
     await page.get_by_test_id("rule-row").filter(has_text="Night shift").wait_for()
     users = org.api.get("/users", headers=org.headers).json()["items"]
-    dispatcher_id = next(u["id"] for u in users if u["email"] == dispatcher)
+    viewer_id = next(u["id"] for u in users if u["email"] == viewer)
     rules = org.api.get("/alert-rules", headers=org.headers).json()["items"]
-    assert [r["recipients"]["user_ids"] for r in rules] == [[dispatcher_id]]
+    assert [r["recipients"]["user_ids"] for r in rules] == [[viewer_id]]
 
 
 def _centre(ring: list) -> tuple[float, float]:

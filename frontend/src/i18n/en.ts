@@ -216,7 +216,7 @@ export const en = {
     findUser: "Find a user by name or email",
     removeRecipient: "Remove {{name}}",
     unknownUser: "User {{id}}…",
-    recipientsAdminOnly: "Only an admin can list the users to pick from.",
+    unlistedUser: "User {{id}}… (deactivated or removed)",
     moreUsers: "{{count}} more: narrow the search",
     noUsers: "No user matches.",
     cooldown: "Cooldown (s)",

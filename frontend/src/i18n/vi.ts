@@ -224,7 +224,7 @@ export const vi: Messages = {
     findUser: "Tìm người dùng theo tên hoặc email",
     removeRecipient: "Bỏ {{name}}",
     unknownUser: "Người dùng {{id}}…",
-    recipientsAdminOnly: "Chỉ quản trị viên mới xem được danh sách người dùng để chọn.",
+    unlistedUser: "Người dùng {{id}}… (đã bị vô hiệu hoá hoặc xoá)",
     moreUsers: "Còn {{count}} người: hãy thu hẹp tìm kiếm",
     noUsers: "Không có người dùng phù hợp.",
     cooldown: "Thời gian chờ (giây)",
