@@ -141,6 +141,34 @@ async def test_select_a_vehicle_open_its_history_replay_it_and_export_gpx(
     assert "<gpx" in gpx
     assert gpx.count("<trkpt") >= 6
 
+    # Past 31 days the replay is sampled hourly (each hour's ends of the six fixes); raw
+    # exports stay refused there; past 366 days nothing is asked.
+    await page.get_by_test_id("history-from").fill(await _local_input(page, days_ago=60))
+    # To tomorrow: the input holds whole minutes, and the fixes are of this minute.
+    await page.get_by_test_id("history-to").fill(await _local_input(page, days_ago=-1))
+    await page.get_by_test_id("history-apply").click()
+    sampled = page.get_by_test_id("history-sampled")
+    await sampled.wait_for()
+    assert "of 6 points shown" in await sampled.inner_text()
+    await page.get_by_test_id("export-too-long").wait_for()
+    assert await page.get_by_test_id("export-gpx").is_disabled()
+    await screenshot(page, "history-sampled-hourly")
+    await page.get_by_test_id("history-from").fill(await _local_input(page, days_ago=400))
+    await page.get_by_test_id("history-apply").click()
+    await page.get_by_test_id("range-too-long").wait_for()
+
+
+async def _local_input(page, *, days_ago: int) -> str:
+    """A `datetime-local` value `days_ago` days back, in the browser's own time zone."""
+    return await page.evaluate(
+        """(days) => {
+            const d = new Date(Date.now() - days * 86400000);
+            d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+            return d.toISOString().slice(0, 16);
+        }""",
+        days_ago,
+    )
+
 
 async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_acknowledged(
     page, e2e_gateway, make_org

@@ -135,6 +135,10 @@ export const en = {
     points: "{{count}} points",
     downsampled: "Showing {{shown}} of {{total}} points (simplified).",
     tooLong: "The range may span at most {{days}} days. Choose a shorter range.",
+    sampledHourly:
+      "Past {{days}} days the route is sampled hourly (each hour's first and last position): {{shown}} of {{total}} points shown.",
+    exportTooLong:
+      "Exports hold every raw position, so they take at most {{days}} days. Choose a shorter range to export.",
     empty: "No positions in this range.",
     trips: "Trips",
     stops: "Stops",

@@ -143,6 +143,10 @@ export const vi: Messages = {
     points: "{{count}} điểm",
     downsampled: "Hiển thị {{shown}} trên {{total}} điểm (đã giản lược).",
     tooLong: "Khoảng thời gian tối đa {{days}} ngày. Hãy chọn khoảng ngắn hơn.",
+    sampledHourly:
+      "Khoảng dài hơn {{days}} ngày được lấy mẫu theo giờ (vị trí đầu và cuối của mỗi giờ): hiển thị {{shown}} trên {{total}} điểm.",
+    exportTooLong:
+      "Tệp xuất chứa mọi vị trí gốc nên tối đa {{days}} ngày. Hãy chọn khoảng ngắn hơn để xuất.",
     empty: "Không có vị trí trong khoảng này.",
     trips: "Chuyến đi",
     stops: "Điểm dừng",
