@@ -560,7 +560,7 @@ async def test_the_api_docs_page_works_offline(page, e2e_gateway, context):
     await screenshot(page, "api-docs")
 
 
-async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
+async def test_a_dispatcher_adds_maintenance_services_a_vehicle_that_is_due_and_edits_one(
     page, e2e_gateway, make_org
 ):
     org = make_org()
@@ -589,7 +589,7 @@ async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
         .select_option("engine_hours")
     )
     await page.get_by_test_id("maintenance-interval").fill("250")
-    await page.get_by_test_id("maintenance-form").get_by_role("button").click()
+    await page.get_by_test_id("maintenance-save").click()
     await table.get_by_text("Engine check").wait_for()
     oil = table.get_by_role("row").filter(has_text="Oil change")
     await oil.get_by_test_id("maintenance-serviced").click()
@@ -602,3 +602,24 @@ async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
     assert await eventually(serviced) == {"Oil change": 10100, "Engine check": 250}
     await table.get_by_text("10,100").wait_for()
     await screenshot(page, "maintenance-serviced")
+
+    # Edited in the same form: its meter fixed, only what changed sent.
+    engine = table.get_by_role("row").filter(has_text="Engine check")
+    await engine.get_by_test_id("maintenance-edit").click()
+    assert await page.get_by_test_id("maintenance-meter").is_disabled()
+    assert await page.get_by_test_id("maintenance-next-due").input_value() == "250"
+    await page.get_by_test_id("maintenance-name").fill("Engine service")
+    await page.get_by_test_id("maintenance-interval").fill("300")
+    await page.get_by_test_id("maintenance-next-due").fill("280")
+    await page.get_by_test_id("maintenance-save").click()
+    await table.get_by_text("Engine service").wait_for()
+    await page.get_by_test_id("maintenance-cancel").wait_for(state="detached")
+    found = {
+        s["name"]: (s["meter"], s["interval"], s["next_due"])
+        for s in org.api.get(schedules, headers=org.headers).json()["items"]
+    }
+    assert found == {
+        "Oil change": ("odometer_km", 5000, 10100),
+        "Engine service": ("engine_hours", 300, 280),
+    }
+    await screenshot(page, "maintenance-edited")

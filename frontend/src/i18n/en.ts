@@ -206,6 +206,10 @@ export const en = {
     nextDue: "Next due",
     due: "due",
     serviced: "Serviced",
+    nextDueAt: "Next due at ({{unit}})",
+    nextDueBlank: "blank: now + interval",
+    meterFixed: "A schedule's meter cannot change",
+    editing: "Editing {{name}}",
   },
   profile: { title: "Profile", org: "Organisation", timeZone: "Time zone" },
   rules: {

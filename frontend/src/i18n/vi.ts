@@ -214,6 +214,10 @@ export const vi: Messages = {
     nextDue: "Lần tới",
     due: "đến hạn",
     serviced: "Đã bảo dưỡng",
+    nextDueAt: "Đến hạn tiếp theo tại ({{unit}})",
+    nextDueBlank: "trống: hiện tại + chu kỳ",
+    meterFixed: "Không thể đổi loại đồng hồ của lịch bảo dưỡng",
+    editing: "Đang sửa {{name}}",
   },
   profile: { title: "Hồ sơ", org: "Tổ chức", timeZone: "Múi giờ" },
   rules: {
