@@ -141,6 +141,34 @@ async def test_select_a_vehicle_open_its_history_replay_it_and_export_gpx(
     assert "<gpx" in gpx
     assert gpx.count("<trkpt") >= 6
 
+    # Past 31 days the replay is sampled hourly (each hour's ends of the six fixes); raw
+    # exports stay refused there; past 366 days nothing is asked.
+    await page.get_by_test_id("history-from").fill(await _local_input(page, days_ago=60))
+    # To tomorrow: the input holds whole minutes, and the fixes are of this minute.
+    await page.get_by_test_id("history-to").fill(await _local_input(page, days_ago=-1))
+    await page.get_by_test_id("history-apply").click()
+    sampled = page.get_by_test_id("history-sampled")
+    await sampled.wait_for()
+    assert "of 6 points shown" in await sampled.inner_text()
+    await page.get_by_test_id("export-too-long").wait_for()
+    assert await page.get_by_test_id("export-gpx").is_disabled()
+    await screenshot(page, "history-sampled-hourly")
+    await page.get_by_test_id("history-from").fill(await _local_input(page, days_ago=400))
+    await page.get_by_test_id("history-apply").click()
+    await page.get_by_test_id("range-too-long").wait_for()
+
+
+async def _local_input(page, *, days_ago: int) -> str:
+    """A `datetime-local` value `days_ago` days back, in the browser's own time zone."""
+    return await page.evaluate(
+        """(days) => {
+            const d = new Date(Date.now() - days * 86400000);
+            d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+            return d.toISOString().slice(0, 16);
+        }""",
+        days_ago,
+    )
+
 
 async def test_a_device_driving_into_a_geofence_raises_a_toast_that_can_be_acknowledged(
     page, e2e_gateway, make_org
@@ -372,11 +400,12 @@ async def test_draw_a_circle_and_a_polygon_on_the_map_then_edit_their_shapes(
     await screenshot(page, "geofences-edited")
 
 
-async def test_an_admin_edits_a_driver_in_place_and_picks_a_rules_push_recipient(
+async def test_an_admin_edits_a_driver_in_place_and_a_dispatcher_picks_a_rules_recipient(
     page, e2e_gateway, make_org
 ):
     org = make_org()
     dispatcher = org.add_user("dispatcher")
+    viewer = org.add_user("viewer")
     driver = org.post("/drivers", {"name": "Trần Thị Lan", "licence_number": "B2-0001"})
     await sign_in(page, e2e_gateway, org.email)
 
@@ -394,17 +423,20 @@ async def test_an_admin_edits_a_driver_in_place_and_picks_a_rules_push_recipient
         "B2-0001",
     )
 
+    # A dispatcher may not list users, but picks recipients from the org's directory.
+    await page.get_by_test_id("sign-out").click()
+    await sign_in(page, e2e_gateway, dispatcher)
     await page.goto(e2e_gateway.url + "/alerts/rules")
     await page.get_by_test_id("rule-name").fill("Night shift")
     await page.get_by_test_id("rule-event-geofence_exit").check()
-    await page.get_by_test_id("recipient-search").fill(dispatcher[:12])
+    await page.get_by_test_id("recipient-search").fill(viewer[:12])
     await page.get_by_test_id("recipient-option").check()
     await page.get_by_test_id("rule-save").click()
     await page.get_by_test_id("rule-row").filter(has_text="Night shift").wait_for()
     users = org.api.get("/users", headers=org.headers).json()["items"]
-    dispatcher_id = next(u["id"] for u in users if u["email"] == dispatcher)
+    viewer_id = next(u["id"] for u in users if u["email"] == viewer)
     rules = org.api.get("/alert-rules", headers=org.headers).json()["items"]
-    assert [r["recipients"]["user_ids"] for r in rules] == [[dispatcher_id]]
+    assert [r["recipients"]["user_ids"] for r in rules] == [[viewer_id]]
 
 
 def _centre(ring: list) -> tuple[float, float]:
@@ -528,7 +560,7 @@ async def test_the_api_docs_page_works_offline(page, e2e_gateway, context):
     await screenshot(page, "api-docs")
 
 
-async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
+async def test_a_dispatcher_adds_maintenance_services_a_vehicle_that_is_due_and_edits_one(
     page, e2e_gateway, make_org
 ):
     org = make_org()
@@ -557,7 +589,7 @@ async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
         .select_option("engine_hours")
     )
     await page.get_by_test_id("maintenance-interval").fill("250")
-    await page.get_by_test_id("maintenance-form").get_by_role("button").click()
+    await page.get_by_test_id("maintenance-save").click()
     await table.get_by_text("Engine check").wait_for()
     oil = table.get_by_role("row").filter(has_text="Oil change")
     await oil.get_by_test_id("maintenance-serviced").click()
@@ -570,3 +602,24 @@ async def test_a_dispatcher_adds_maintenance_and_services_a_vehicle_that_is_due(
     assert await eventually(serviced) == {"Oil change": 10100, "Engine check": 250}
     await table.get_by_text("10,100").wait_for()
     await screenshot(page, "maintenance-serviced")
+
+    # Edited in the same form: its meter fixed, only what changed sent.
+    engine = table.get_by_role("row").filter(has_text="Engine check")
+    await engine.get_by_test_id("maintenance-edit").click()
+    assert await page.get_by_test_id("maintenance-meter").is_disabled()
+    assert await page.get_by_test_id("maintenance-next-due").input_value() == "250"
+    await page.get_by_test_id("maintenance-name").fill("Engine service")
+    await page.get_by_test_id("maintenance-interval").fill("300")
+    await page.get_by_test_id("maintenance-next-due").fill("280")
+    await page.get_by_test_id("maintenance-save").click()
+    await table.get_by_text("Engine service").wait_for()
+    await page.get_by_test_id("maintenance-cancel").wait_for(state="detached")
+    found = {
+        s["name"]: (s["meter"], s["interval"], s["next_due"])
+        for s in org.api.get(schedules, headers=org.headers).json()["items"]
+    }
+    assert found == {
+        "Oil change": ("odometer_km", 5000, 10100),
+        "Engine service": ("engine_hours", 300, 280),
+    }
+    await screenshot(page, "maintenance-edited")

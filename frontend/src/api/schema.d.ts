@@ -583,6 +583,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/directory": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Directory
+         * @description The org's active users by name: id, full name and email only, for whoever writes
+         *     alert rules (dispatchers and admins) to pick recipients. Viewers are refused: they
+         *     write no rules, so they have no need for their colleagues' addresses.
+         */
+        get: operations["list_directory_api_v1_users_directory_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users/{user_id}": {
         parameters: {
             query?: never;
@@ -1517,6 +1539,32 @@ export interface components {
             archived_at: string | null;
             /** @description null for a TCP tracker (`teltonika`, `gt06`), which has no broker client */
             credentials: components["schemas"]["BrokerCredentials"] | null;
+        };
+        /**
+         * DirectoryEntry
+         * @description What a dispatcher may see of a colleague: enough to pick them, no role or history.
+         */
+        DirectoryEntry: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Full Name */
+            full_name: string;
+            /** Email */
+            email: string;
+        };
+        /** DirectoryPage */
+        DirectoryPage: {
+            /** Items */
+            items: components["schemas"]["DirectoryEntry"][];
+            /** Total */
+            total: number;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
         };
         /** DriverAssignmentOut */
         DriverAssignmentOut: {
@@ -4056,6 +4104,40 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UserOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_directory_api_v1_users_directory_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: {
+                authorization?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DirectoryPage"];
                 };
             };
             /** @description Validation Error */

@@ -135,6 +135,10 @@ export const en = {
     points: "{{count}} points",
     downsampled: "Showing {{shown}} of {{total}} points (simplified).",
     tooLong: "The range may span at most {{days}} days. Choose a shorter range.",
+    sampledHourly:
+      "Past {{days}} days the route is sampled hourly (each hour's first and last position): {{shown}} of {{total}} points shown.",
+    exportTooLong:
+      "Exports hold every raw position, so they take at most {{days}} days. Choose a shorter range to export.",
     empty: "No positions in this range.",
     trips: "Trips",
     stops: "Stops",
@@ -202,6 +206,10 @@ export const en = {
     nextDue: "Next due",
     due: "due",
     serviced: "Serviced",
+    nextDueAt: "Next due at ({{unit}})",
+    nextDueBlank: "blank: now + interval",
+    meterFixed: "A schedule's meter cannot change",
+    editing: "Editing {{name}}",
   },
   profile: { title: "Profile", org: "Organisation", timeZone: "Time zone" },
   rules: {
@@ -216,7 +224,7 @@ export const en = {
     findUser: "Find a user by name or email",
     removeRecipient: "Remove {{name}}",
     unknownUser: "User {{id}}…",
-    recipientsAdminOnly: "Only an admin can list the users to pick from.",
+    unlistedUser: "User {{id}}… (deactivated or removed)",
     moreUsers: "{{count}} more: narrow the search",
     noUsers: "No user matches.",
     cooldown: "Cooldown (s)",

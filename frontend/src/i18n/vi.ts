@@ -143,6 +143,10 @@ export const vi: Messages = {
     points: "{{count}} điểm",
     downsampled: "Hiển thị {{shown}} trên {{total}} điểm (đã giản lược).",
     tooLong: "Khoảng thời gian tối đa {{days}} ngày. Hãy chọn khoảng ngắn hơn.",
+    sampledHourly:
+      "Khoảng dài hơn {{days}} ngày được lấy mẫu theo giờ (vị trí đầu và cuối của mỗi giờ): hiển thị {{shown}} trên {{total}} điểm.",
+    exportTooLong:
+      "Tệp xuất chứa mọi vị trí gốc nên tối đa {{days}} ngày. Hãy chọn khoảng ngắn hơn để xuất.",
     empty: "Không có vị trí trong khoảng này.",
     trips: "Chuyến đi",
     stops: "Điểm dừng",
@@ -210,6 +214,10 @@ export const vi: Messages = {
     nextDue: "Lần tới",
     due: "đến hạn",
     serviced: "Đã bảo dưỡng",
+    nextDueAt: "Đến hạn tiếp theo tại ({{unit}})",
+    nextDueBlank: "trống: hiện tại + chu kỳ",
+    meterFixed: "Không thể đổi loại đồng hồ của lịch bảo dưỡng",
+    editing: "Đang sửa {{name}}",
   },
   profile: { title: "Hồ sơ", org: "Tổ chức", timeZone: "Múi giờ" },
   rules: {
@@ -224,7 +232,7 @@ export const vi: Messages = {
     findUser: "Tìm người dùng theo tên hoặc email",
     removeRecipient: "Bỏ {{name}}",
     unknownUser: "Người dùng {{id}}…",
-    recipientsAdminOnly: "Chỉ quản trị viên mới xem được danh sách người dùng để chọn.",
+    unlistedUser: "Người dùng {{id}}… (đã bị vô hiệu hoá hoặc xoá)",
     moreUsers: "Còn {{count}} người: hãy thu hẹp tìm kiếm",
     noUsers: "Không có người dùng phù hợp.",
     cooldown: "Thời gian chờ (giây)",

@@ -97,6 +97,53 @@ async def test_non_admins_cannot_manage_users(client, org, role):
     assert is_problem(await client.delete(f"/api/v1/users/{target}", headers=headers), 403)
 
 
+@pytest.mark.parametrize("role", ["dispatcher", "admin"])
+async def test_the_directory_lists_the_orgs_active_users_by_name_and_nothing_more(
+    client, make_org, role
+):
+    org, other = make_org(), make_org()
+    admin = org.headers("admin")
+    created = await client.post(
+        "/api/v1/users", json=user_body("viewer", full_name="Aaron Early"), headers=admin
+    )
+    gone = await client.post(
+        "/api/v1/users", json=user_body("viewer", full_name="Gone Away"), headers=admin
+    )
+    deactivated = await client.patch(
+        f"/api/v1/users/{gone.json()['id']}", json={"is_active": False}, headers=admin
+    )
+    assert deactivated.status_code == 200
+
+    listed = await client.get("/api/v1/users/directory", headers=org.headers(role))
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    ids = [u["id"] for u in page["items"]]
+    # Sorted by full name: "Aaron Early" < "Admin …" < "Dispatcher …" < "Viewer …".
+    assert ids == [
+        created.json()["id"],
+        org.user_ids["admin"],
+        org.user_ids["dispatcher"],
+        org.user_ids["viewer"],
+    ]
+    assert page["total"] == 4
+    assert all(u.keys() == {"id", "full_name", "email"} for u in page["items"])
+    assert page["items"][0]["email"] == created.json()["email"]
+    assert not set(ids) & set(other.user_ids.values())
+
+    second = await client.get(
+        "/api/v1/users/directory", params={"limit": 2, "offset": 2}, headers=org.headers(role)
+    )
+    assert [u["id"] for u in second.json()["items"]] == ids[2:]
+    assert second.json()["total"] == 4
+
+
+async def test_a_viewer_may_not_read_the_directory(client, org):
+    assert is_problem(
+        await client.get("/api/v1/users/directory", headers=org.headers("viewer")), 403
+    )
+    assert is_problem(await client.get("/api/v1/users/directory"), 401)
+
+
 async def test_the_last_admin_cannot_be_demoted_deactivated_or_deleted(client, org):
     admin = org.headers("admin")
     admin_id = org.user_ids["admin"]
@@ -174,6 +221,10 @@ async def test_password_change_ends_sessions(client, org):
         ("GET", "/api/v1/users?limit=100000", None),
         ("GET", "/api/v1/users?offset=-1", None),
         ("GET", "/api/v1/users?role=superuser", None),
+        ("GET", "/api/v1/users/directory?limit=0", None),
+        ("GET", "/api/v1/users/directory?limit=501", None),
+        ("GET", "/api/v1/users/directory?limit=many", None),
+        ("GET", "/api/v1/users/directory?offset=-1", None),
         ("POST", "/api/v1/users", {"email": "x@example.com"}),
         ("POST", "/api/v1/users", {**user_body(), "role": "owner"}),
         ("PATCH", "/api/v1/users/00000000-0000-0000-0000-000000000000", {"role": "god"}),

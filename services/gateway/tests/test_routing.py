@@ -16,6 +16,7 @@ from fleet_gateway.routing import match_route
         ("/api/v1/auth/me", "auth", False),
         ("/api/v1/users", "auth", False),
         ("/api/v1/users/1234", "auth", False),
+        ("/api/v1/users/directory", "auth", False),
         ("/.well-known/jwks.json", "auth", True),
         ("/api/v1/vehicles", "vehicle", False),
         ("/api/v1/vehicles/42", "vehicle", False),

@@ -2,7 +2,7 @@
 // once), users and roles (admins), and the ingest rejections (admins). The API enforces the
 // roles; the tabs only follow them.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { type FormEvent, type ReactNode, useState } from "react";
+import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useSearchParams } from "react-router-dom";
 import { api, unwrap, type Schemas } from "../../api/client";
@@ -13,6 +13,8 @@ import { useDrivers, useVehicles } from "../vehicles/api";
 import { useUsers } from "./api";
 import { CredentialsPanel } from "./CredentialsPanel";
 import { DriverRow } from "./DriverRow";
+import { EntityForm, Field, TextField } from "./Form";
+import { Table } from "./Table";
 import { MaintenancePanel } from "./MaintenancePanel";
 
 // The API's own defaults, which the generated types make explicit.
@@ -25,15 +27,6 @@ const VEHICLE_DEFAULTS = {
 };
 
 type Tab = "vehicles" | "drivers" | "devices" | "users" | "rejections";
-
-function Field({ label, children }: { label: string; children: ReactNode }) {
-  return (
-    <label>
-      {label}
-      {children}
-    </label>
-  );
-}
 
 function useRefresh(...keys: string[]) {
   const client = useQueryClient();
@@ -81,94 +74,84 @@ function VehiclesTab() {
       ),
     onSuccess: refresh,
   });
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    create.mutate();
-  };
   return (
     <>
-      <form className="form card" onSubmit={submit} data-testid="vehicle-form">
-        <Field label={t("common.name")}>
-          <input
-            required
-            value={form.name}
-            onChange={(e) => setForm({ ...form, name: e.target.value })}
-            data-testid="vehicle-name"
-          />
-        </Field>
-        <Field label={t("admin.plate")}>
-          <input
-            required
-            value={form.plate}
-            onChange={(e) => setForm({ ...form, plate: e.target.value })}
-            data-testid="vehicle-plate"
-          />
-        </Field>
-        <Field label={t("admin.group")}>
-          <input value={form.group} onChange={(e) => setForm({ ...form, group: e.target.value })} />
-        </Field>
-        <button
-          type="submit"
-          className="primary"
-          disabled={create.isPending}
-          data-testid="vehicle-create"
-        >
-          {t("common.create")}
-        </button>
-      </form>
+      <EntityForm
+        testId="vehicle-form"
+        onSubmit={() => create.mutate()}
+        pending={create.isPending}
+        submitLabel={t("common.create")}
+        submitTestId="vehicle-create"
+      >
+        <TextField
+          label={t("common.name")}
+          required
+          value={form.name}
+          onValue={(name) => setForm({ ...form, name })}
+          data-testid="vehicle-name"
+        />
+        <TextField
+          label={t("admin.plate")}
+          required
+          value={form.plate}
+          onValue={(plate) => setForm({ ...form, plate })}
+          data-testid="vehicle-plate"
+        />
+        <TextField
+          label={t("admin.group")}
+          value={form.group}
+          onValue={(group) => setForm({ ...form, group })}
+        />
+      </EntityForm>
       <ProblemMessage error={vehicles.error ?? create.error ?? remove.error ?? assign.error} />
-      <div className="table-wrap">
-        <table data-testid="admin-vehicles">
-          <thead>
-            <tr>
-              <th>{t("common.name")}</th>
-              <th>{t("admin.plate")}</th>
-              <th>{t("admin.group")}</th>
-              <th>{t("admin.assignDriver")}</th>
-              <th>{t("common.actions")}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(vehicles.data ?? []).map((v) => (
-              <tr key={v.id}>
-                <td>{v.name}</td>
-                <td>{v.plate}</td>
-                <td>{v.group ?? "—"}</td>
-                <td>
-                  <select
-                    value={v.current_driver_id ?? ""}
-                    onChange={(e) =>
-                      assign.mutate({ vehicleId: v.id, driverId: e.target.value || null })
-                    }
-                    aria-label={t("admin.assignDriver")}
-                    data-testid="assign-driver"
-                  >
-                    <option value="">{t("admin.none")}</option>
-                    {(drivers.data ?? []).map((d) => (
-                      <option key={d.id} value={d.id}>
-                        {d.name}
-                      </option>
-                    ))}
-                  </select>
-                </td>
-                <td>
-                  <button
-                    type="button"
-                    aria-pressed={maintained === v.id}
-                    onClick={() => setMaintained(maintained === v.id ? null : v.id)}
-                    data-testid="vehicle-maintenance"
-                  >
-                    {t("maintenance.open")}
-                  </button>
-                  <button type="button" onClick={() => remove.mutate(v.id)}>
-                    {t("common.delete")}
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        testId="admin-vehicles"
+        columns={[
+          t("common.name"),
+          t("admin.plate"),
+          t("admin.group"),
+          t("admin.assignDriver"),
+          t("common.actions"),
+        ]}
+      >
+        {(vehicles.data ?? []).map((v) => (
+          <tr key={v.id}>
+            <td>{v.name}</td>
+            <td>{v.plate}</td>
+            <td>{v.group ?? "—"}</td>
+            <td>
+              <select
+                value={v.current_driver_id ?? ""}
+                onChange={(e) =>
+                  assign.mutate({ vehicleId: v.id, driverId: e.target.value || null })
+                }
+                aria-label={t("admin.assignDriver")}
+                data-testid="assign-driver"
+              >
+                <option value="">{t("admin.none")}</option>
+                {(drivers.data ?? []).map((d) => (
+                  <option key={d.id} value={d.id}>
+                    {d.name}
+                  </option>
+                ))}
+              </select>
+            </td>
+            <td>
+              <button
+                type="button"
+                aria-pressed={maintained === v.id}
+                onClick={() => setMaintained(maintained === v.id ? null : v.id)}
+                data-testid="vehicle-maintenance"
+              >
+                {t("maintenance.open")}
+              </button>
+              <button type="button" onClick={() => remove.mutate(v.id)}>
+                {t("common.delete")}
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
       {(vehicles.data ?? [])
         .filter((v) => v.id === maintained)
         .map((v) => (
@@ -214,61 +197,51 @@ function DriversTab() {
   });
   return (
     <>
-      <form
-        className="form card"
-        onSubmit={(e) => {
-          e.preventDefault();
-          create.mutate();
-        }}
-        data-testid="driver-form"
+      <EntityForm
+        testId="driver-form"
+        onSubmit={() => create.mutate()}
+        pending={create.isPending}
+        submitLabel={t("common.create")}
       >
-        <Field label={t("common.name")}>
-          <input
-            required
-            value={form.name}
-            onChange={(e) => setForm({ ...form, name: e.target.value })}
-          />
-        </Field>
-        <Field label={t("admin.licence")}>
-          <input
-            required
-            value={form.licence_number}
-            onChange={(e) => setForm({ ...form, licence_number: e.target.value })}
-          />
-        </Field>
-        <Field label={t("admin.phone")}>
-          <input
-            type="tel"
-            value={form.phone}
-            onChange={(e) => setForm({ ...form, phone: e.target.value })}
-          />
-        </Field>
-        <button type="submit" className="primary" disabled={create.isPending}>
-          {t("common.create")}
-        </button>
-      </form>
+        <TextField
+          label={t("common.name")}
+          required
+          value={form.name}
+          onValue={(name) => setForm({ ...form, name })}
+        />
+        <TextField
+          label={t("admin.licence")}
+          required
+          value={form.licence_number}
+          onValue={(licence_number) => setForm({ ...form, licence_number })}
+        />
+        <TextField
+          label={t("admin.phone")}
+          type="tel"
+          value={form.phone}
+          onValue={(phone) => setForm({ ...form, phone })}
+        />
+      </EntityForm>
       <ProblemMessage error={drivers.error ?? create.error ?? update.error ?? remove.error} />
-      <table data-testid="admin-drivers">
-        <thead>
-          <tr>
-            <th>{t("common.name")}</th>
-            <th>{t("admin.licence")}</th>
-            <th>{t("admin.phone")}</th>
-            <th>{t("admin.licenceExpiry")}</th>
-            <th>{t("common.actions")}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {(drivers.data ?? []).map((d) => (
-            <DriverRow
-              key={d.id}
-              driver={d}
-              onSave={(body) => update.mutateAsync({ id: d.id, body })}
-              onDelete={() => remove.mutate(d.id)}
-            />
-          ))}
-        </tbody>
-      </table>
+      <Table
+        testId="admin-drivers"
+        columns={[
+          t("common.name"),
+          t("admin.licence"),
+          t("admin.phone"),
+          t("admin.licenceExpiry"),
+          t("common.actions"),
+        ]}
+      >
+        {(drivers.data ?? []).map((d) => (
+          <DriverRow
+            key={d.id}
+            driver={d}
+            onSave={(body) => update.mutateAsync({ id: d.id, body })}
+            onDelete={() => remove.mutate(d.id)}
+          />
+        ))}
+      </Table>
     </>
   );
 }
@@ -333,30 +306,27 @@ function DevicesTab() {
   const names = new Map((vehicles.data ?? []).map((v) => [v.id, v.name]));
   return (
     <>
-      <form
-        className="form card"
-        onSubmit={(e) => {
-          e.preventDefault();
-          create.mutate();
-        }}
-        data-testid="device-form"
+      <EntityForm
+        testId="device-form"
+        onSubmit={() => create.mutate()}
+        pending={create.isPending}
+        submitLabel={t("common.create")}
+        submitTestId="device-create"
       >
-        <Field label={t("admin.uid")}>
-          <input
-            required
-            value={form.uid}
-            onChange={(e) => setForm({ ...form, uid: e.target.value })}
-            data-testid="device-uid"
-          />
-        </Field>
-        <Field label={t("common.name")}>
-          <input
-            required
-            value={form.name}
-            onChange={(e) => setForm({ ...form, name: e.target.value })}
-            data-testid="device-name"
-          />
-        </Field>
+        <TextField
+          label={t("admin.uid")}
+          required
+          value={form.uid}
+          onValue={(uid) => setForm({ ...form, uid })}
+          data-testid="device-uid"
+        />
+        <TextField
+          label={t("common.name")}
+          required
+          value={form.name}
+          onValue={(name) => setForm({ ...form, name })}
+          data-testid="device-name"
+        />
         <Field label={t("admin.protocol")}>
           <select
             value={form.protocol}
@@ -385,15 +355,7 @@ function DevicesTab() {
             ))}
           </select>
         </Field>
-        <button
-          type="submit"
-          className="primary"
-          disabled={create.isPending}
-          data-testid="device-create"
-        >
-          {t("common.create")}
-        </button>
-      </form>
+      </EntityForm>
       {shown ? (
         <CredentialsPanel
           uid={shown.uid}
@@ -402,45 +364,35 @@ function DevicesTab() {
         />
       ) : null}
       <ProblemMessage error={devices.error ?? create.error ?? rotate.error ?? remove.error} />
-      <div className="table-wrap">
-        <table data-testid="admin-devices">
-          <thead>
-            <tr>
-              <th>{t("common.name")}</th>
-              <th>{t("admin.uid")}</th>
-              <th>{t("admin.protocol")}</th>
-              <th>{t("admin.vehicle")}</th>
-              <th>{t("admin.receivedAt")}</th>
-              <th>{t("common.actions")}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(devices.data ?? []).map((d) => (
-              <tr key={d.id}>
-                <td>{d.name}</td>
-                <td>{d.uid}</td>
-                <td>{d.protocol}</td>
-                <td>
-                  {d.vehicle_id ? (names.get(d.vehicle_id) ?? d.vehicle_id.slice(0, 8)) : "—"}
-                </td>
-                <td>{d.last_seen_at ? formatDateTime(d.last_seen_at, i18n.language) : "—"}</td>
-                <td>
-                  <button
-                    type="button"
-                    onClick={() => rotate.mutate(d)}
-                    data-testid="device-rotate"
-                  >
-                    {t("admin.rotate")}
-                  </button>{" "}
-                  <button type="button" onClick={() => remove.mutate(d.id)}>
-                    {t("common.delete")}
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        testId="admin-devices"
+        columns={[
+          t("common.name"),
+          t("admin.uid"),
+          t("admin.protocol"),
+          t("admin.vehicle"),
+          t("admin.receivedAt"),
+          t("common.actions"),
+        ]}
+      >
+        {(devices.data ?? []).map((d) => (
+          <tr key={d.id}>
+            <td>{d.name}</td>
+            <td>{d.uid}</td>
+            <td>{d.protocol}</td>
+            <td>{d.vehicle_id ? (names.get(d.vehicle_id) ?? d.vehicle_id.slice(0, 8)) : "—"}</td>
+            <td>{d.last_seen_at ? formatDateTime(d.last_seen_at, i18n.language) : "—"}</td>
+            <td>
+              <button type="button" onClick={() => rotate.mutate(d)} data-testid="device-rotate">
+                {t("admin.rotate")}
+              </button>{" "}
+              <button type="button" onClick={() => remove.mutate(d.id)}>
+                {t("common.delete")}
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
     </>
   );
 }
@@ -473,41 +425,37 @@ function UsersTab() {
   });
   return (
     <>
-      <form
-        className="form card"
-        onSubmit={(e) => {
-          e.preventDefault();
-          create.mutate();
-        }}
-        data-testid="user-form"
+      <EntityForm
+        testId="user-form"
+        onSubmit={() => create.mutate()}
+        pending={create.isPending}
+        submitLabel={t("common.create")}
+        submitTestId="user-create"
       >
-        <Field label={t("admin.email")}>
-          <input
-            type="email"
-            required
-            value={form.email}
-            onChange={(e) => setForm({ ...form, email: e.target.value })}
-            data-testid="user-email"
-          />
-        </Field>
-        <Field label={t("auth.fullName")}>
-          <input
-            required
-            value={form.full_name}
-            onChange={(e) => setForm({ ...form, full_name: e.target.value })}
-            data-testid="user-full-name"
-          />
-        </Field>
-        <Field label={t("auth.password")}>
-          <input
-            type="password"
-            autoComplete="new-password"
-            required
-            value={form.password}
-            onChange={(e) => setForm({ ...form, password: e.target.value })}
-            data-testid="user-password"
-          />
-        </Field>
+        <TextField
+          label={t("admin.email")}
+          type="email"
+          required
+          value={form.email}
+          onValue={(email) => setForm({ ...form, email })}
+          data-testid="user-email"
+        />
+        <TextField
+          label={t("auth.fullName")}
+          required
+          value={form.full_name}
+          onValue={(full_name) => setForm({ ...form, full_name })}
+          data-testid="user-full-name"
+        />
+        <TextField
+          label={t("auth.password")}
+          type="password"
+          autoComplete="new-password"
+          required
+          value={form.password}
+          onValue={(password) => setForm({ ...form, password })}
+          data-testid="user-password"
+        />
         <Field label={t("admin.role")}>
           <select
             value={form.role}
@@ -523,62 +471,45 @@ function UsersTab() {
             ))}
           </select>
         </Field>
-        <button
-          type="submit"
-          className="primary"
-          disabled={create.isPending}
-          data-testid="user-create"
-        >
-          {t("common.create")}
-        </button>
-      </form>
+      </EntityForm>
       <ProblemMessage error={users.error ?? create.error ?? update.error} />
-      <table data-testid="admin-users">
-        <thead>
-          <tr>
-            <th>{t("admin.email")}</th>
-            <th>{t("auth.fullName")}</th>
-            <th>{t("admin.role")}</th>
-            <th>{t("admin.active")}</th>
+      <Table
+        testId="admin-users"
+        columns={[t("admin.email"), t("auth.fullName"), t("admin.role"), t("admin.active")]}
+      >
+        {(users.data ?? []).map((u) => (
+          <tr key={u.id}>
+            <td>{u.email}</td>
+            <td>{u.full_name}</td>
+            <td>
+              <select
+                value={u.role}
+                onChange={(e) =>
+                  update.mutate({
+                    id: u.id,
+                    body: { role: e.target.value as (typeof ROLES)[number] },
+                  })
+                }
+                aria-label={t("admin.role")}
+              >
+                {ROLES.map((r) => (
+                  <option key={r} value={r}>
+                    {t(`role.${r}`)}
+                  </option>
+                ))}
+              </select>
+            </td>
+            <td>
+              <input
+                type="checkbox"
+                checked={u.is_active}
+                onChange={(e) => update.mutate({ id: u.id, body: { is_active: e.target.checked } })}
+                aria-label={t("admin.active")}
+              />
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {(users.data ?? []).map((u) => (
-            <tr key={u.id}>
-              <td>{u.email}</td>
-              <td>{u.full_name}</td>
-              <td>
-                <select
-                  value={u.role}
-                  onChange={(e) =>
-                    update.mutate({
-                      id: u.id,
-                      body: { role: e.target.value as (typeof ROLES)[number] },
-                    })
-                  }
-                  aria-label={t("admin.role")}
-                >
-                  {ROLES.map((r) => (
-                    <option key={r} value={r}>
-                      {t(`role.${r}`)}
-                    </option>
-                  ))}
-                </select>
-              </td>
-              <td>
-                <input
-                  type="checkbox"
-                  checked={u.is_active}
-                  onChange={(e) =>
-                    update.mutate({ id: u.id, body: { is_active: e.target.checked } })
-                  }
-                  aria-label={t("admin.active")}
-                />
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </>
   );
 }
@@ -594,35 +525,31 @@ function RejectionsTab() {
   return (
     <>
       <ProblemMessage error={rejections.error} />
-      <div className="table-wrap">
-        <table data-testid="admin-rejections">
-          <thead>
-            <tr>
-              <th>{t("admin.receivedAt")}</th>
-              <th>{t("admin.source")}</th>
-              <th>{t("admin.uid")}</th>
-              <th>{t("admin.reason")}</th>
-              <th>{t("admin.payload")}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(rejections.data ?? []).map((r) => (
-              <tr key={r.id}>
-                <td>{formatDateTime(r.received_at, i18n.language)}</td>
-                <td>{r.source}</td>
-                <td>{r.device_uid ?? "—"}</td>
-                <td>
-                  {r.reason}
-                  <div className="row-sub">{r.detail}</div>
-                </td>
-                <td>
-                  <code className="secret">{r.payload.slice(0, 200)}</code>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        testId="admin-rejections"
+        columns={[
+          t("admin.receivedAt"),
+          t("admin.source"),
+          t("admin.uid"),
+          t("admin.reason"),
+          t("admin.payload"),
+        ]}
+      >
+        {(rejections.data ?? []).map((r) => (
+          <tr key={r.id}>
+            <td>{formatDateTime(r.received_at, i18n.language)}</td>
+            <td>{r.source}</td>
+            <td>{r.device_uid ?? "—"}</td>
+            <td>
+              {r.reason}
+              <div className="row-sub">{r.detail}</div>
+            </td>
+            <td>
+              <code className="secret">{r.payload.slice(0, 200)}</code>
+            </td>
+          </tr>
+        ))}
+      </Table>
     </>
   );
 }

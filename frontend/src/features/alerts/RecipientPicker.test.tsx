@@ -5,13 +5,19 @@ import { useState } from "react";
 import { describe, expect, it } from "vitest";
 import { type PickableUser, RecipientPicker } from "./RecipientPicker";
 
+// What the org's directory lists: active users only.
 const USERS: PickableUser[] = [
-  { id: "u-ann", email: "ann@depot.example", full_name: "Ann Admin", is_active: true },
-  { id: "u-bao", email: "bao@depot.example", full_name: "Bảo Dispatcher", is_active: true },
-  { id: "u-old", email: "old@depot.example", full_name: "Gone Viewer", is_active: false },
+  { id: "u-ann", email: "ann@depot.example", full_name: "Ann Admin" },
+  { id: "u-bao", email: "bao@depot.example", full_name: "Bảo Dispatcher" },
 ];
 
-function Harness({ users, initial = [] }: { users: PickableUser[] | null; initial?: string[] }) {
+function Harness({
+  users,
+  initial = [],
+}: {
+  users: PickableUser[] | undefined;
+  initial?: string[];
+}) {
   const [selected, setSelected] = useState(initial);
   return (
     <>
@@ -26,10 +32,10 @@ const options = () =>
   screen.getAllByTestId("recipient-option").map((o) => o.parentElement?.textContent);
 
 describe("the alert rule's recipient picker", () => {
-  it("picks and unpicks active users, found by name or email", () => {
+  it("picks and unpicks the directory's users, found by name or email", () => {
     render(<Harness users={USERS} />);
     expect(screen.getByText(/every user of the organization/)).toBeTruthy();
-    expect(options()).toHaveLength(2); // the deactivated user is not offered
+    expect(options()).toHaveLength(2);
 
     fireEvent.change(screen.getByTestId("recipient-search"), { target: { value: "BAO@" } });
     expect(options()).toEqual(["Bảo Dispatcher bao@depot.example"]);
@@ -46,19 +52,23 @@ describe("the alert rule's recipient picker", () => {
     expect(screen.getByText("No user matches.")).toBeTruthy();
   });
 
-  it("keeps recipients it cannot list, shown by id, and removable", () => {
-    render(<Harness users={null} initial={["5f0c1d2e-aaaa-bbbb", "u-old"]} />);
+  it("keeps picked users while the directory loads, shown by id, and removable", () => {
+    render(<Harness users={undefined} initial={["5f0c1d2e-aaaa-bbbb", "u-ann"]} />);
     expect(screen.queryByTestId("recipient-search")).toBeNull();
-    expect(screen.getByText(/Only an admin can list/)).toBeTruthy();
     const chips = screen.getAllByTestId("recipient-chip").map((c) => c.textContent);
-    expect(chips[0]).toContain("User 5f0c1d2e");
+    expect(chips[0]).toContain("User 5f0c1d2e…");
+    expect(chips[0]).not.toContain("deactivated");
     fireEvent.click(screen.getAllByRole("button", { name: /^Remove/ })[0]!);
-    expect(picked()).toBe("u-old");
+    expect(picked()).toBe("u-ann");
   });
 
-  it("still shows a picked user who was deactivated", () => {
-    render(<Harness users={USERS} initial={["u-old"]} />);
-    expect(screen.getByTestId("recipient-chip").textContent).toContain("Gone Viewer");
-    expect(options()).toHaveLength(3);
+  it("keeps a picked user the directory no longer lists, says so, and can remove them", () => {
+    render(<Harness users={USERS} initial={["u-gone", "u-bao"]} />);
+    const chips = screen.getAllByTestId("recipient-chip").map((c) => c.textContent);
+    expect(chips[0]).toContain("User u-gone… (deactivated or removed)");
+    expect(chips[1]).toContain("Bảo Dispatcher");
+    expect(options()).toHaveLength(2);
+    fireEvent.click(screen.getByRole("button", { name: /^Remove User u-gone/ }));
+    expect(picked()).toBe("u-bao");
   });
 });

@@ -1,15 +1,11 @@
 // Who gets an alert rule's push notifications: users of the org picked by name or email
-// (none picked: every user). Only admins can list users; anyone else sees the ones already
-// picked and can remove them.
+// (none picked: every user), from the org's directory of active users. A picked user the
+// directory no longer lists (deactivated or deleted) stays picked, shown by id, removable.
 import { useState } from "react";
 import { useTranslation } from "react-i18next";
+import type { Schemas } from "../../api/client";
 
-export interface PickableUser {
-  id: string;
-  email: string;
-  full_name: string;
-  is_active: boolean;
-}
+export type PickableUser = Schemas["DirectoryEntry"];
 
 const SHOWN = 50;
 
@@ -18,8 +14,8 @@ export function RecipientPicker({
   selected,
   onChange,
 }: {
-  /** null: the caller may not list users. */
-  users: PickableUser[] | null;
+  /** undefined: the directory is not loaded (yet). */
+  users: PickableUser[] | undefined;
   selected: string[];
   onChange: (ids: string[]) => void;
 }) {
@@ -29,14 +25,14 @@ export function RecipientPicker({
   const text = query.trim().toLowerCase();
   const matches = (users ?? []).filter(
     (u) =>
-      (u.is_active || selected.includes(u.id)) &&
-      (!text || u.full_name.toLowerCase().includes(text) || u.email.toLowerCase().includes(text)),
+      !text || u.full_name.toLowerCase().includes(text) || u.email.toLowerCase().includes(text),
   );
   const toggle = (id: string) =>
     onChange(selected.includes(id) ? selected.filter((s) => s !== id) : [...selected, id]);
   const name = (id: string) => {
     const user = byId.get(id);
-    return user ? user.full_name || user.email : t("rules.unknownUser", { id: id.slice(0, 8) });
+    if (user) return user.full_name || user.email;
+    return t(users ? "rules.unlistedUser" : "rules.unknownUser", { id: id.slice(0, 8) });
   };
 
   return (
@@ -57,9 +53,7 @@ export function RecipientPicker({
           </li>
         ))}
       </ul>
-      {users === null ? (
-        <p className="row-sub">{t("rules.recipientsAdminOnly")}</p>
-      ) : (
+      {users === undefined ? null : (
         <>
           <input
             type="search"

@@ -5,7 +5,7 @@ import { type FormEvent, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { api, unwrap, type Schemas } from "../../api/client";
 import { ProblemMessage } from "../../components/ProblemMessage";
-import { useUsers } from "../admin/api";
+import { useUserDirectory } from "../admin/api";
 import { useCan } from "../auth/session";
 import { useGeofences } from "../geofences/api";
 import { useVehicles } from "../vehicles/api";
@@ -31,7 +31,7 @@ export default function RulesPage() {
   const client = useQueryClient();
   const vehicles = useVehicles();
   const geofences = useGeofences();
-  const users = useUsers(can.manageUsers);
+  const users = useUserDirectory(can.edit);
   const [draft, setDraft] = useState<Draft>(EMPTY);
   const [editing, setEditing] = useState<string | null>(null);
   const rules = useQuery({
@@ -195,7 +195,7 @@ export default function RulesPage() {
             />
           </label>
           <RecipientPicker
-            users={can.manageUsers ? (users.data ?? []) : null}
+            users={users.data}
             selected={draft.userIds}
             onChange={(ids) => setDraft({ ...draft, userIds: ids })}
           />

@@ -15,14 +15,14 @@ import {
   toLocalInput,
 } from "../../lib/format";
 import { createMap } from "../map/baseMap";
+import { type HistoryHead, HistoryNotices } from "./HistoryNotices";
 import { useVehicles } from "../vehicles/api";
 import {
   advance,
   indexAt,
-  MAX_RANGE_DAYS,
   parseTrack,
   positionAt,
-  rangeTooLong,
+  rangeAllows,
   RATES,
   routePoints,
   routeSegments,
@@ -90,7 +90,8 @@ export default function HistoryPage() {
   const [fromInput, setFromInput] = useState(toLocalInput(fromMs));
   const [toInput, setToInput] = useState(toLocalInput(toMs));
   const tab = params.get("tab") ?? "route";
-  const tooLong = rangeTooLong(fromMs, toMs);
+  const allows = rangeAllows(fromMs, toMs);
+  const tooLong = !allows.replay;
   const range = { from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString() };
   const vehicle = vehicles.data?.find((v) => v.id === vehicleId);
 
@@ -102,12 +103,13 @@ export default function HistoryPage() {
         await api.GET("/api/v1/vehicles/{vehicle_id}/history", {
           params: { path: { vehicle_id: vehicleId }, query: { ...range, max_points: MAX_POINTS } },
         }),
-      ) as { downsampled?: boolean; total_points?: number };
-      return {
-        points: parseTrack(raw),
+      ) as { downsampled?: boolean; total_points?: number; sampling?: string };
+      const head: HistoryHead = {
         downsampled: !!raw.downsampled,
+        sampling: raw.sampling === "hourly" ? "hourly" : null,
         total: raw.total_points ?? null,
       };
+      return { points: parseTrack(raw), head };
     },
   });
   const stops = useQuery({
@@ -340,7 +342,7 @@ export default function HistoryPage() {
               key={f}
               type="button"
               onClick={() => exportAs(f)}
-              disabled={tooLong}
+              disabled={!allows.export}
               data-testid={`export-${f}`}
             >
               {t("history.export")} {f.toUpperCase()}
@@ -348,17 +350,8 @@ export default function HistoryPage() {
           ))}
         </span>
       </form>
-      {tooLong ? (
-        <p className="problem" role="alert" data-testid="range-too-long">
-          {t("history.tooLong", { days: MAX_RANGE_DAYS })}
-        </p>
-      ) : null}
+      <HistoryNotices fromMs={fromMs} toMs={toMs} head={history.data?.head} shown={points.length} />
       <ProblemMessage error={history.error ?? exportError} />
-      {history.data?.downsampled ? (
-        <p className="notice">
-          {t("history.downsampled", { shown: points.length, total: history.data.total })}
-        </p>
-      ) : null}
       {history.isSuccess && points.length === 0 ? (
         <p className="empty" data-testid="history-empty">
           {t("history.empty")}

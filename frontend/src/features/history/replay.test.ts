@@ -3,6 +3,8 @@ import {
   advance,
   indexAt,
   parseTrack,
+  MAX_RAW_DAYS,
+  MAX_ROLLUP_DAYS,
   positionAt,
   rangeTooLong,
   routeSegments,
@@ -64,8 +66,10 @@ describe("replay interpolation", () => {
   });
 
   it("refuses ranges longer than the API allows", () => {
-    expect(rangeTooLong(0, 31 * 86_400_000)).toBe(false);
-    expect(rangeTooLong(0, 31 * 86_400_000 + 1)).toBe(true);
+    expect(rangeTooLong(0, 31 * 86_400_000, MAX_RAW_DAYS)).toBe(false);
+    expect(rangeTooLong(0, 31 * 86_400_000 + 1, MAX_RAW_DAYS)).toBe(true);
+    expect(rangeTooLong(0, 366 * 86_400_000, MAX_ROLLUP_DAYS)).toBe(false);
+    expect(rangeTooLong(0, 366 * 86_400_000 + 1, MAX_ROLLUP_DAYS)).toBe(true);
   });
 });
 

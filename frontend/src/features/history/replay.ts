@@ -10,8 +10,12 @@ export interface TrackPoint {
   headingDeg: number | null;
 }
 
-/** The location service's default `max_history_days`: longer ranges are refused with 422. */
-export const MAX_RANGE_DAYS = 31;
+/** The location service's default `max_history_days`: the longest range of raw positions (what
+ * the exports hold); longer ranges are refused with 422. */
+export const MAX_RAW_DAYS = 31;
+/** Its default `max_report_days`: the longest range of history with `max_points` (sampled
+ * hourly past `MAX_RAW_DAYS`), trips, stops and the summary report. */
+export const MAX_ROLLUP_DAYS = 366;
 /** Replay rates: ×N replays N minutes of route per second of wall time. */
 export const RATES = [1, 2, 5, 10, 20] as const;
 export const ROUTE_MS_PER_SECOND_AT_X1 = 60_000;
@@ -151,6 +155,14 @@ export function advance(tMs: number, elapsedMs: number, rate: number, endMs: num
   return Math.min(endMs, tMs + (elapsedMs / 1000) * rate * ROUTE_MS_PER_SECOND_AT_X1);
 }
 
-export function rangeTooLong(fromMs: number, toMs: number, maxDays = MAX_RANGE_DAYS): boolean {
+export function rangeTooLong(fromMs: number, toMs: number, maxDays: number): boolean {
   return toMs - fromMs > maxDays * 86_400_000;
+}
+
+/** What a range allows: a replay (history with `max_points`) and an export (raw rows). */
+export function rangeAllows(fromMs: number, toMs: number) {
+  return {
+    replay: !rangeTooLong(fromMs, toMs, MAX_ROLLUP_DAYS),
+    export: !rangeTooLong(fromMs, toMs, MAX_RAW_DAYS),
+  };
 }

@@ -6,7 +6,7 @@ import { useTranslation } from "react-i18next";
 import { api, download, unwrap } from "../../api/client";
 import { ProblemMessage } from "../../components/ProblemMessage";
 import { formatDistance, formatDuration, formatSpeed, toLocalInput } from "../../lib/format";
-import { MAX_RANGE_DAYS, rangeTooLong } from "../history/replay";
+import { MAX_ROLLUP_DAYS, rangeTooLong } from "../history/replay";
 import { useVehicles } from "../vehicles/api";
 
 export default function ReportsPage() {
@@ -19,7 +19,7 @@ export default function ReportsPage() {
   const [downloadError, setDownloadError] = useState<unknown>(null);
   const fromMs = new Date(range.fromInput).getTime();
   const toMs = new Date(range.toInput).getTime();
-  const tooLong = rangeTooLong(fromMs, toMs);
+  const tooLong = rangeTooLong(fromMs, toMs, MAX_ROLLUP_DAYS);
   const query = { from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString() };
   const report = useQuery({
     queryKey: ["summary", query.from, query.to],
@@ -74,7 +74,7 @@ export default function ReportsPage() {
       </form>
       {tooLong ? (
         <p className="problem" role="alert" data-testid="range-too-long">
-          {t("history.tooLong", { days: MAX_RANGE_DAYS })}
+          {t("history.tooLong", { days: MAX_ROLLUP_DAYS })}
         </p>
       ) : null}
       <ProblemMessage error={report.error ?? downloadError} />

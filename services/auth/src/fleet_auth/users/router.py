@@ -1,4 +1,5 @@
-"""`/api/v1/users`: an admin manages the users of their organization."""
+"""`/api/v1/users`: an admin manages the users of their organization; dispatchers may read
+the org's directory (who can be picked as an alert recipient)."""
 
 import uuid
 from typing import Annotated
@@ -8,8 +9,14 @@ from fastapi import APIRouter, Query, Response, status
 from fleet_auth.dependencies import RevokerDep
 from fleet_auth.schemas import RoleName, UserOut
 from fleet_auth.users import service
-from fleet_auth.users.schemas import UserCreate, UserPage, UserUpdate
-from fleet_common.auth import AdminUser
+from fleet_auth.users.schemas import (
+    DirectoryEntry,
+    DirectoryPage,
+    UserCreate,
+    UserPage,
+    UserUpdate,
+)
+from fleet_common.auth import AdminUser, DispatcherUser
 from fleet_common.db import SessionDep
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -29,6 +36,25 @@ async def list_users(
     )
     return UserPage(
         items=[UserOut.model_validate(u) for u in users], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/directory")
+async def list_directory(
+    caller: DispatcherUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> DirectoryPage:
+    """The org's active users by name: id, full name and email only, for whoever writes
+    alert rules (dispatchers and admins) to pick recipients. Viewers are refused: they
+    write no rules, so they have no need for their colleagues' addresses."""
+    users, total = await service.list_directory(session, caller.org_id, limit=limit, offset=offset)
+    return DirectoryPage(
+        items=[DirectoryEntry.model_validate(u) for u in users],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 

@@ -1,6 +1,8 @@
-"""Bodies of the admin's user management."""
+"""Bodies of the admin's user management and of the org's directory."""
 
-from pydantic import BaseModel
+import uuid
+
+from pydantic import BaseModel, ConfigDict
 
 from fleet_auth.schemas import Email, Name, Password, RoleName, UserOut
 
@@ -21,6 +23,23 @@ class UserUpdate(BaseModel):
 
 class UserPage(BaseModel):
     items: list[UserOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DirectoryEntry(BaseModel):
+    """What a dispatcher may see of a colleague: enough to pick them, no role or history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    full_name: str
+    email: str
+
+
+class DirectoryPage(BaseModel):
+    items: list[DirectoryEntry]
     total: int
     limit: int
     offset: int

@@ -34,6 +34,17 @@ async def list_users(
     return list(rows), total or 0
 
 
+async def list_directory(
+    session: AsyncSession, org_id: uuid.UUID, *, limit: int, offset: int
+) -> tuple[list[User], int]:
+    """Active users only, by name: the people a dispatcher may pick as alert recipients now."""
+    query = select(User).where(User.org_id == org_id, User.is_active.is_(True))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = query.order_by(User.full_name, User.email, User.id).limit(limit).offset(offset)
+    rows = await session.scalars(page)
+    return list(rows), total or 0
+
+
 async def get_user(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID) -> User:
     user = await session.get(User, user_id)
     # Another org's user is reported exactly like a missing one.
