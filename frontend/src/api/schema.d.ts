@@ -874,7 +874,8 @@ export interface paths {
          * @description OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
          *
          *     The request carries the device's HTTP key as `key` (query or form) unless the device is
-         *     opted out: 401 without it, 403 with another key. 429 past the per-address or per-device
+         *     opted out: 401 without it, 403 with another key; an unknown uid is answered the same way,
+         *     so that the answers do not tell which devices exist. 429 past the per-address or per-device
          *     rate limit. 200 once the position is committed; a refused position is dead-lettered
          *     (its key redacted) and answered with a 4xx problem; 503 when it cannot be stored now
          *     (the client retries).
@@ -886,7 +887,8 @@ export interface paths {
          * @description OsmAnd protocol: GET query, POST form or query, or Traccar Client's JSON body.
          *
          *     The request carries the device's HTTP key as `key` (query or form) unless the device is
-         *     opted out: 401 without it, 403 with another key. 429 past the per-address or per-device
+         *     opted out: 401 without it, 403 with another key; an unknown uid is answered the same way,
+         *     so that the answers do not tell which devices exist. 429 past the per-address or per-device
          *     rate limit. 200 once the position is committed; a refused position is dead-lettered
          *     (its key redacted) and answered with a 4xx problem; 503 when it cannot be stored now
          *     (the client retries).
