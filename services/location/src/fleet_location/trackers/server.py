@@ -202,6 +202,7 @@ class TrackerServer:
         self._tasks = [
             asyncio.create_task(self._sweep(), name="tracker-sweep"),
             asyncio.create_task(self.commands.listen(), name="tracker-commands"),
+            asyncio.create_task(self.commands.deliver(), name="tracker-command-delivery"),
         ]
 
     def port(self, protocol: str) -> int:
