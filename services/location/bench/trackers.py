@@ -200,7 +200,10 @@ async def _steady(
     does), and timing from the write would hide that delay (coordinated omission). How late
     the writes themselves were is kept apart (`send_lag`): it is this load generator's own
     delay, which would otherwise pass for the server's."""
-    base = datetime.now(UTC) - timedelta(hours=1)
+    # Each record is a fix of the moment it is due, as a live tracker's: stamped an hour
+    # back (as this phase once was), every device's newest position would be older than the
+    # offline threshold, and each offline sweep would turn all 10,000 offline, the next
+    # record back online (two events per device and sweep that no live fleet causes).
     links, start_at = await _connect_all(port, imeis, connected, go_at)
     stop_at = start_at + window_s
     latencies: list[float] = []
@@ -212,7 +215,8 @@ async def _steady(
         while (due := start_at + phase_s + k * period_s) < stop_at:
             await asyncio.sleep(max(0.0, due - time.time()))
             send_lags.append(time.time() - due)
-            writer.write(packet(base, k, 1))
+            fixed_at = datetime.fromtimestamp(due, UTC)
+            writer.write(packet(fixed_at - timedelta(seconds=k), k, 1))  # moving: lon by k
             await reader.readexactly(4)
             latencies.append(time.time() - due)
             k += 1
