@@ -55,7 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import (
     WARMUP_S,
+    CpuMeter,
+    cpu_per_item_us,
     create_devices,
+    format_cpu,
     percentile,
     run_publishers,
     start_services,
@@ -282,16 +285,24 @@ def run_load(
 # ------------------------------------------------------------------------- phases
 
 
-async def committed_rate(dsn: str, org_id: str, window_start: float, window_end: float) -> float:
+async def committed_rate(
+    ctx: dict, org_id: str, window_start: float, window_end: float
+) -> tuple[float, dict[str, float]]:
+    """Records committed per second in the window, and the CPU each cost the location
+    service, PostgreSQL, Redis and the broker (µs; what bounds the rate on shared cores)."""
     await asyncio.sleep(max(0.0, window_start - time.time()))
-    before = await stored_count(dsn, org_id)
+    before = await stored_count(ctx["dsn"], org_id)
+    cpu_before = ctx["cpu"].sample()
     measured_from = time.time()
     await asyncio.sleep(max(0.0, window_end - time.time()))
-    after = await stored_count(dsn, org_id)
-    return (after - before) / (time.time() - measured_from)
+    cpu_after = ctx["cpu"].sample()
+    after = await stored_count(ctx["dsn"], org_id)
+    return (after - before) / (time.time() - measured_from), cpu_per_item_us(
+        cpu_before, cpu_after, after - before
+    )
 
 
-async def mqtt_phase(ctx: dict, seconds: float) -> float:
+async def mqtt_phase(ctx: dict, seconds: float) -> tuple[float, dict[str, float]]:
     started = time.time() + 1.5
     failures: list[BaseException] = []
 
@@ -311,13 +322,13 @@ async def mqtt_phase(ctx: dict, seconds: float) -> float:
 
     publisher = threading.Thread(target=publish)
     publisher.start()
-    rate = await committed_rate(
-        ctx["dsn"], ctx["mqtt_org"], started + WARMUP_S, started + seconds - 0.5
+    rate, cpu = await committed_rate(
+        ctx, ctx["mqtt_org"], started + WARMUP_S, started + seconds - 0.5
     )
     await asyncio.to_thread(publisher.join)
     if failures:
         raise RuntimeError(f"the MQTT publishers failed: {failures[0]!r}")
-    return rate
+    return rate, cpu
 
 
 def _run_load_task(kind: str, ctx: dict, connections: int, **timing):
@@ -374,12 +385,13 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
 async def flood_phase(ctx: dict, connections: int, seconds: float) -> dict:
     load, started = _run_load_task("flood", ctx, connections, window_s=seconds)
     start_at = await _start_of(load, started)
-    rate = await committed_rate(
-        ctx["dsn"], ctx["tracker_org"], start_at + WARMUP_S, start_at + seconds - 0.5
+    rate, cpu = await committed_rate(
+        ctx, ctx["tracker_org"], start_at + WARMUP_S, start_at + seconds - 0.5
     )
     outcomes, setup_s = await load
     return {
         "rate": rate,
+        "cpu": cpu,
         "packets": sum(o["acked"] for o in outcomes),
         "setup_s": setup_s,
     }
@@ -455,6 +467,7 @@ async def main_async(args) -> None:
             "teltonika_port": teltonika_port,
             "location_pid": location_pid,
             "location_url": setup["urls"]["location"],
+            "cpu": CpuMeter(stack, location_pid),
         }
         rss_idle = rss_mb(location_pid)
         print(f"location pid {location_pid}, {rss_idle:.0f} MB resident idle", flush=True)
@@ -465,7 +478,7 @@ async def main_async(args) -> None:
         print(f"  Teltonika: {flood}", flush=True)
         # A warm-up (the device cache), then the measured window.
         await mqtt_phase(ctx, 6.0)
-        mqtt_rate = await mqtt_phase(ctx, args.seconds)
+        mqtt_rate, mqtt_cpu = await mqtt_phase(ctx, args.seconds)
         print(f"  MQTT: {mqtt_rate:,.0f} records/s committed", flush=True)
 
         load = os.getloadavg()
@@ -477,12 +490,14 @@ async def main_async(args) -> None:
         )
         print(
             f"MQTT, 10 positions/message   {mqtt_rate:>9,.0f} records/s committed "
-            f"({len(mqtt_devices)} devices, 2 publisher processes)"
+            f"({len(mqtt_devices)} devices, 2 publisher processes); CPU per record: "
+            f"{format_cpu(mqtt_cpu)}"
         )
         print(
             f"Teltonika, 10 records/packet {tcp_rate:>9,.0f} records/s committed "
             f"({args.connections:,} connections, 2 load processes, connected in "
-            f"{flood['setup_s']:.0f} s)   ratio {ratio:.2f} (goal >= 0.8: {goal(ratio >= 0.8)})"
+            f"{flood['setup_s']:.0f} s)   ratio {ratio:.2f} (goal >= 0.8: {goal(ratio >= 0.8)}); "
+            f"CPU per record: {format_cpu(flood['cpu'])}"
         )
         print(
             f"{steady['held']:,} connections held (connected in {steady['setup_s']:.0f} s), one "
