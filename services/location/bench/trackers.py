@@ -3,11 +3,19 @@
 Starts a throwaway stack and the services as processes (ingest.py's harness), then:
 
 1. 10,000 concurrent connections each sending one record every 10 s (1,000 records/s):
-   p50/p99 send -> acknowledged (received, committed, answered) and the location process's
-   resident memory with them all held. Goals: p99 under 1 s, under 300 MB;
+   p50/p99 due -> acknowledged (received, committed, answered), the server's own
+   receive -> commit p99 (its histogram, per batch) and the location process's highest
+   resident memory through the window with them all held. Goals: p99 under 1 s, under
+   300 MB. Each record is timed from when it was due on its fixed schedule, not from its
+   write (a late answer delays the next record; timing from the write would hide it), and
+   how late the load generator itself wrote is reported apart (its send lag);
 2. Teltonika: 2,000 concurrent connections each sending 10-record Codec 8 packets, the next
    as soon as the previous one is acknowledged (which is after its commit); records
    committed per second over the steady window, read from the database;
+
+Phases 1 and 2 begin only once every connection is up (10,000 handshakes, each a device
+lookup, take a minute or more here): no figure counts connection set-up, or records sent
+while the other devices still connect.
 3. MQTT baseline: devices publishing arrays of 10 positions faster than the pipeline takes
    them (ingest.py's publishers); records committed per second over the same kind of
    window. Goal: Teltonika at least 0.8 x this rate.
@@ -40,12 +48,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import (
     WARMUP_S,
+    CpuMeter,
+    cpu_per_item_us,
     create_devices,
+    format_cpu,
     percentile,
     run_publishers,
     start_services,
@@ -126,6 +139,7 @@ def packet(start: datetime, first_second: int, count: int) -> bytes:
 # (the location cache was warmed before these trackers existed), so they are let in gradually
 # as a fleet reconnecting after a restart would be by its own back-off.
 _HANDSHAKES = 50
+CONNECT_TIMEOUT_S = 900.0
 
 
 async def _connect(port: int, imei: str, deadline: float, gate: asyncio.Semaphore):
@@ -144,111 +158,151 @@ async def _connect(port: int, imei: str, deadline: float, gate: asyncio.Semaphor
         await asyncio.sleep(1.0)
 
 
-async def _flood(port: int, imeis: list[str], start_at: float, stop_at: float) -> dict:
+async def _connect_all(port: int, imeis: list[str], connected, go_at) -> tuple[list, float]:
+    """Every connection handshaken, then the common start the parent sets once all load
+    processes have theirs: no phase measures connection set-up (each handshake is a device
+    lookup in the vehicle service) or records sent while other devices still connect."""
+    gate = asyncio.Semaphore(_HANDSHAKES)
+    deadline = time.time() + CONNECT_TIMEOUT_S
+    links = await asyncio.gather(*(_connect(port, imei, deadline, gate) for imei in imeis))
+    with connected.get_lock():
+        connected.value += len(links)
+    while go_at.value == 0.0:  # noqa: ASYNC110 - set by another process, no Event crosses
+        await asyncio.sleep(0.05)
+    return links, go_at.value
+
+
+async def _flood(port: int, imeis: list[str], window_s: float, connected, go_at) -> dict:
     """Each connection: a 10-record packet, its acknowledgement, the next packet."""
     base = datetime.now(UTC) - timedelta(days=1)
-    acked_at: list[float] = []
-    gate = asyncio.Semaphore(_HANDSHAKES)
+    links, start_at = await _connect_all(port, imeis, connected, go_at)
+    stop_at = start_at + window_s
+    acked = 0
 
-    async def device(imei: str) -> None:
-        reader, writer = await _connect(port, imei, start_at + 300, gate)
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+    async def device(reader, writer) -> None:
+        nonlocal acked
         second = 0
         while time.time() < stop_at:
             writer.write(packet(base, second, RECORDS_PER_PACKET))
             await reader.readexactly(4)
-            acked_at.append(time.time())
+            acked += 1
             second += RECORDS_PER_PACKET
         writer.close()
 
-    await asyncio.gather(*(device(imei) for imei in imeis))
-    return {"acked_at": acked_at}
+    await asyncio.gather(*(device(reader, writer) for reader, writer in links))
+    return {"acked": acked}
 
 
-async def _steady(port: int, imeis: list[str], start_at: float, stop_at: float, period_s: float):
-    """Each connection: one record every `period_s`, at its own phase; latency of each."""
-    base = datetime.now(UTC) - timedelta(hours=1)
+async def _steady(
+    port: int, imeis: list[str], window_s: float, period_s: float, connected, go_at
+) -> dict:
+    """Each connection: one record every `period_s` at its own phase, on a fixed schedule.
+
+    A record's latency runs from when it was due, not from when it was written: a late
+    acknowledgement delays the device's next record (one packet in flight, as a tracker
+    does), and timing from the write would hide that delay (coordinated omission). How late
+    the writes themselves were is kept apart (`send_lag`): it is this load generator's own
+    delay, which would otherwise pass for the server's."""
+    # Each record is a fix of the moment it is due, as a live tracker's: stamped an hour
+    # back (as this phase once was), every device's newest position would be older than the
+    # offline threshold, and each offline sweep would turn all 10,000 offline, the next
+    # record back online (two events per device and sweep that no live fleet causes).
+    links, start_at = await _connect_all(port, imeis, connected, go_at)
+    stop_at = start_at + window_s
     latencies: list[float] = []
-    held = 0
-    gate = asyncio.Semaphore(_HANDSHAKES)
+    send_lags: list[float] = []
 
-    async def device(index: int, imei: str) -> None:
-        nonlocal held
-        reader, writer = await _connect(port, imei, start_at + 300, gate)
-        held += 1
-        phase = (index * 0.6180339887) % 1.0 * period_s
-        await asyncio.sleep(max(0.0, start_at - time.time() + phase))
-        second = 0
-        while time.time() < stop_at:
-            sent = time.time()
-            writer.write(packet(base, second, 1))
+    async def device(index: int, reader, writer) -> None:
+        phase_s = (index * 0.6180339887) % 1.0 * period_s
+        k = 0
+        while (due := start_at + phase_s + k * period_s) < stop_at:
+            await asyncio.sleep(max(0.0, due - time.time()))
+            send_lags.append(time.time() - due)
+            fixed_at = datetime.fromtimestamp(due, UTC)
+            writer.write(packet(fixed_at - timedelta(seconds=k), k, 1))  # moving: lon by k
             await reader.readexactly(4)
-            latencies.append(time.time() - sent)
-            second += 1
-            await asyncio.sleep(max(0.0, sent + period_s - time.time()))
+            latencies.append(time.time() - due)
+            k += 1
         # Held open until the parent has measured the memory with everything connected.
         await asyncio.sleep(max(0.0, stop_at + 5 - time.time()))
         writer.close()
 
-    await asyncio.gather(*(device(i, imei) for i, imei in enumerate(imeis)))
-    return {"latencies": latencies, "held": held}
+    await asyncio.gather(*(device(i, r, w) for i, (r, w) in enumerate(links)))
+    return {"latencies": latencies, "send_lags": send_lags, "held": len(links)}
 
 
-def load_main(kind: str, port: int, imeis: list[str], start_at, stop_at, period_s, results):
+def load_main(kind: str, port: int, imeis: list[str], timing: dict, connected, go_at, results):
     raise_fd_limit()
     try:
         if kind == "flood":
-            outcome = asyncio.run(_flood(port, imeis, start_at, stop_at))
+            outcome = asyncio.run(_flood(port, imeis, timing["window_s"], connected, go_at))
         else:
-            outcome = asyncio.run(_steady(port, imeis, start_at, stop_at, period_s))
+            outcome = asyncio.run(
+                _steady(port, imeis, timing["window_s"], timing["period_s"], connected, go_at)
+            )
         results.put(outcome)
     except BaseException as exc:
         results.put(exc)
 
 
-def run_load(kind: str, port: int, imeis: list[str], processes: int, **timing) -> list[dict]:
+def run_load(
+    kind: str, port: int, imeis: list[str], processes: int, on_start, **timing
+) -> tuple[list[dict], float]:
+    """The load processes; `on_start(start_at)` once every connection is up. Returns their
+    outcomes and how long the connections took to set up."""
     results = CTX.Queue()
+    connected = CTX.Value("i", 0)
+    go_at = CTX.Value("d", 0.0)
     workers = [
         CTX.Process(
             daemon=True,
             target=load_main,
-            args=(
-                kind,
-                port,
-                imeis[i::processes],
-                timing["start_at"],
-                timing["stop_at"],
-                timing.get("period_s", 0),
-                results,
-            ),
+            args=(kind, port, imeis[i::processes], timing, connected, go_at, results),
         )
         for i in range(processes)
     ]
+    began = time.time()
     for worker in workers:
         worker.start()
-    wait_s = timing["stop_at"] - time.time() + 240
+    while connected.value < len(imeis):
+        if time.time() - began > CONNECT_TIMEOUT_S + 30 or not results.empty():
+            break  # a load process failed: its exception is in the results
+        time.sleep(0.1)
+    setup_s = time.time() - began
+    start_at = time.time() + 2.0
+    go_at.value = start_at
+    on_start(start_at)
+    wait_s = start_at + timing["window_s"] - time.time() + 240
     outcomes = [results.get(timeout=wait_s) for _ in workers]
     for worker in workers:
         worker.join(30)
     failures = [o for o in outcomes if isinstance(o, BaseException)]
     if failures:
         raise RuntimeError(f"a load process failed: {failures[0]!r}")
-    return outcomes
+    return outcomes, setup_s
 
 
 # ------------------------------------------------------------------------- phases
 
 
-async def committed_rate(dsn: str, org_id: str, window_start: float, window_end: float) -> float:
+async def committed_rate(
+    ctx: dict, org_id: str, window_start: float, window_end: float
+) -> tuple[float, dict[str, float]]:
+    """Records committed per second in the window, and the CPU each cost the location
+    service, PostgreSQL, Redis and the broker (µs; what bounds the rate on shared cores)."""
     await asyncio.sleep(max(0.0, window_start - time.time()))
-    before = await stored_count(dsn, org_id)
+    before = await stored_count(ctx["dsn"], org_id)
+    cpu_before = ctx["cpu"].sample()
     measured_from = time.time()
     await asyncio.sleep(max(0.0, window_end - time.time()))
-    after = await stored_count(dsn, org_id)
-    return (after - before) / (time.time() - measured_from)
+    cpu_after = ctx["cpu"].sample()
+    after = await stored_count(ctx["dsn"], org_id)
+    return (after - before) / (time.time() - measured_from), cpu_per_item_us(
+        cpu_before, cpu_after, after - before
+    )
 
 
-async def mqtt_phase(ctx: dict, seconds: float) -> float:
+async def mqtt_phase(ctx: dict, seconds: float) -> tuple[float, dict[str, float]]:
     started = time.time() + 1.5
     failures: list[BaseException] = []
 
@@ -268,60 +322,105 @@ async def mqtt_phase(ctx: dict, seconds: float) -> float:
 
     publisher = threading.Thread(target=publish)
     publisher.start()
-    rate = await committed_rate(
-        ctx["dsn"], ctx["mqtt_org"], started + WARMUP_S, started + seconds - 0.5
+    rate, cpu = await committed_rate(
+        ctx, ctx["mqtt_org"], started + WARMUP_S, started + seconds - 0.5
     )
     await asyncio.to_thread(publisher.join)
     if failures:
         raise RuntimeError(f"the MQTT publishers failed: {failures[0]!r}")
-    return rate
+    return rate, cpu
 
 
-async def flood_phase(ctx: dict, connections: int, seconds: float) -> tuple[float, int]:
-    start_at = time.time() + 5 + connections / 50
-    stop_at = start_at + seconds
+def _run_load_task(kind: str, ctx: dict, connections: int, **timing):
+    """The load as a task, and a future resolving to its start once all are connected."""
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future = loop.create_future()
     load = asyncio.create_task(
         asyncio.to_thread(
             run_load,
-            "flood",
+            kind,
             ctx["teltonika_port"],
             ctx["imeis"][:connections],
             2,
-            start_at=start_at,
-            stop_at=stop_at,
+            lambda start_at: loop.call_soon_threadsafe(started.set_result, start_at),
+            **timing,
         )
     )
-    rate = await committed_rate(ctx["dsn"], ctx["tracker_org"], start_at + WARMUP_S, stop_at - 0.5)
-    outcomes = await load
-    return rate, sum(len(o["acked_at"]) for o in outcomes)
+    return load, started
+
+
+async def _start_of(load: asyncio.Task, started: asyncio.Future) -> float:
+    await asyncio.wait({load, started}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        load.result()  # raises why the load failed before it started
+    return started.result()
+
+
+async def server_histogram(ctx: dict, name: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound -> count) of one of the location's histograms."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = (await http.get(f"{ctx['location_url']}/metrics")).raise_for_status().text
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding the q-quantile of what was observed between two
+    scrapes (a histogram says no more than that)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] == 0:
+        return float("nan")
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= q * counts[-1]:
+            return bound
+    return float("inf")
+
+
+async def flood_phase(ctx: dict, connections: int, seconds: float) -> dict:
+    load, started = _run_load_task("flood", ctx, connections, window_s=seconds)
+    start_at = await _start_of(load, started)
+    rate, cpu = await committed_rate(
+        ctx, ctx["tracker_org"], start_at + WARMUP_S, start_at + seconds - 0.5
+    )
+    outcomes, setup_s = await load
+    return {
+        "rate": rate,
+        "cpu": cpu,
+        "packets": sum(o["acked"] for o in outcomes),
+        "setup_s": setup_s,
+    }
 
 
 async def steady_phase(ctx: dict, connections: int, seconds: float, period_s: float) -> dict:
-    start_at = time.time() + 10 + connections / 50
-    stop_at = start_at + seconds
-    load = asyncio.create_task(
-        asyncio.to_thread(
-            run_load,
-            "steady",
-            ctx["teltonika_port"],
-            ctx["imeis"][:connections],
-            2,
-            start_at=start_at,
-            stop_at=stop_at,
-            period_s=period_s,
-        )
-    )
-    await asyncio.sleep(max(0.0, stop_at + 1 - time.time()))
-    rss = rss_mb(ctx["location_pid"])
-    outcomes = await load
+    load, started = _run_load_task("steady", ctx, connections, window_s=seconds, period_s=period_s)
+    start_at = await _start_of(load, started)
+    commit_before = await server_histogram(ctx, "telemetry_receive_to_commit_seconds")
+    # Sampled through the window: the listener's resident memory with all connections held.
+    rss_peak = 0.0
+    while time.time() < start_at + seconds + 1:
+        rss_peak = max(rss_peak, rss_mb(ctx["location_pid"]))
+        await asyncio.sleep(1.0)
+    commit_after = await server_histogram(ctx, "telemetry_receive_to_commit_seconds")
+    outcomes, setup_s = await load
     latencies = [latency for o in outcomes for latency in o["latencies"]]
+    send_lags = [lag for o in outcomes for lag in o["send_lags"]]
     return {
         "held": sum(o["held"] for o in outcomes),
+        "setup_s": setup_s,
         "records": len(latencies),
         "rate": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
-        "rss_mb": rss,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
+        "send_lag_p99_ms": percentile(send_lags, 0.99) * 1000,
+        "commit_p99_ms": bucket_quantile(commit_before, commit_after, 0.99) * 1000,
+        "rss_mb": rss_peak,
     }
 
 
@@ -367,20 +466,23 @@ async def main_async(args) -> None:
             "imeis": imeis,
             "teltonika_port": teltonika_port,
             "location_pid": location_pid,
+            "location_url": setup["urls"]["location"],
+            "cpu": CpuMeter(stack, location_pid),
         }
         rss_idle = rss_mb(location_pid)
         print(f"location pid {location_pid}, {rss_idle:.0f} MB resident idle", flush=True)
         # Its handshakes warm the device cache for the flood's connections (the same IMEIs).
         steady = await steady_phase(ctx, args.held, args.held_seconds, args.period)
         print(f"  held: {steady}", flush=True)
-        tcp_rate, acked = await flood_phase(ctx, args.connections, args.seconds)
-        print(f"  Teltonika: {tcp_rate:,.0f} records/s committed ({acked:,} packets)", flush=True)
+        flood = await flood_phase(ctx, args.connections, args.seconds)
+        print(f"  Teltonika: {flood}", flush=True)
         # A warm-up (the device cache), then the measured window.
         await mqtt_phase(ctx, 6.0)
-        mqtt_rate = await mqtt_phase(ctx, args.seconds)
+        mqtt_rate, mqtt_cpu = await mqtt_phase(ctx, args.seconds)
         print(f"  MQTT: {mqtt_rate:,.0f} records/s committed", flush=True)
 
         load = os.getloadavg()
+        tcp_rate = flood["rate"]
         ratio = tcp_rate / mqtt_rate if mqtt_rate else float("nan")
         print(
             f"\n=== tracker benchmark ({os.cpu_count()} cores, everything on this machine; "
@@ -388,18 +490,23 @@ async def main_async(args) -> None:
         )
         print(
             f"MQTT, 10 positions/message   {mqtt_rate:>9,.0f} records/s committed "
-            f"({len(mqtt_devices)} devices, 2 publisher processes)"
+            f"({len(mqtt_devices)} devices, 2 publisher processes); CPU per record: "
+            f"{format_cpu(mqtt_cpu)}"
         )
         print(
             f"Teltonika, 10 records/packet {tcp_rate:>9,.0f} records/s committed "
-            f"({args.connections:,} connections, 2 load processes)   "
-            f"ratio {ratio:.2f} (goal >= 0.8: {goal(ratio >= 0.8)})"
+            f"({args.connections:,} connections, 2 load processes, connected in "
+            f"{flood['setup_s']:.0f} s)   ratio {ratio:.2f} (goal >= 0.8: {goal(ratio >= 0.8)}); "
+            f"CPU per record: {format_cpu(flood['cpu'])}"
         )
         print(
-            f"{steady['held']:,} connections held, one record / {args.period:.0f} s each: "
-            f"{steady['rate']:,.0f} records/s, send->acknowledged p50 {steady['p50_ms']:.0f} ms "
-            f"p99 {steady['p99_ms']:.0f} ms (goal < 1000: {goal(steady['p99_ms'] < 1000)}); "
-            f"location process {steady['rss_mb']:.0f} MB resident ({rss_idle:.0f} MB idle; "
+            f"{steady['held']:,} connections held (connected in {steady['setup_s']:.0f} s), one "
+            f"record / {args.period:.0f} s each: {steady['rate']:,.0f} records/s; "
+            f"due->acknowledged p50 {steady['p50_ms']:.0f} ms p99 {steady['p99_ms']:.0f} ms max "
+            f"{steady['max_ms']:.0f} ms (goal p99 < 1000: {goal(steady['p99_ms'] < 1000)}); "
+            f"server receive->commit p99 <= {steady['commit_p99_ms']:.0f} ms (per batch); "
+            f"load generator send lag p99 {steady['send_lag_p99_ms']:.0f} ms; location process "
+            f"{steady['rss_mb']:.0f} MB resident at most ({rss_idle:.0f} MB idle; "
             f"goal < 300: {goal(steady['rss_mb'] < 300)})"
         )
     finally:

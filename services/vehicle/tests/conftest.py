@@ -5,9 +5,12 @@ has a timeout)."""
 
 import asyncio
 import json
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -18,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from redis.asyncio import Redis
 
 from fleet_common.redis import DEVICES_CHANNEL
-from fleet_devstack.servers import Mosquitto
+from fleet_devstack.servers import Mosquitto, free_port, remove_tree
 from fleet_vehicle.config import Settings
 from fleet_vehicle.main import create_app
 
@@ -84,6 +87,21 @@ def make_vehicle_app(stack, auth_service):
         )
 
     return factory
+
+
+@pytest.fixture
+def private_broker():
+    """A broker of our own, to stop, wipe and restart."""
+    base = Path(tempfile.mkdtemp(prefix="fleet-vehicle-mq-"))
+    os.chmod(base, 0o755)  # noqa: S103 - the broker may run as the mosquitto user
+    broker = Mosquitto(
+        base / "mosquitto", free_port(), "admin-" + uuid.uuid4().hex, "ingest-" + uuid.uuid4().hex
+    )
+    broker.start()
+    broker.stop()
+    yield broker
+    broker.stop()
+    remove_tree(base)
 
 
 @pytest.fixture(scope="session")

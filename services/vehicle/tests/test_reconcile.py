@@ -4,13 +4,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
-import pytest
-
-from fleet_devstack.servers import Mosquitto, free_port, remove_tree
 from fleet_vehicle.broker.credentials import device_acls, device_role
 from fleet_vehicle.broker.dynsec import acl_set
 
@@ -122,21 +118,6 @@ async def test_reconcile_command_repairs_device_clients_deleted_at_the_broker(
     # A second run finds nothing to do (the orphan is disabled already).
     again = run_reconcile_command(stack, vehicle_database, device_group)
     assert not any(again.values()), again
-
-
-@pytest.fixture
-def private_broker():
-    """A broker of our own, to stop, wipe and restart."""
-    base = Path(tempfile.mkdtemp(prefix="fleet-vehicle-mq-"))
-    os.chmod(base, 0o755)  # noqa: S103 - the broker may run as the mosquitto user
-    broker = Mosquitto(
-        base / "mosquitto", free_port(), "admin-" + uuid.uuid4().hex, "ingest-" + uuid.uuid4().hex
-    )
-    broker.start()
-    broker.stop()
-    yield broker
-    broker.stop()
-    remove_tree(base)
 
 
 async def test_start_up_with_the_broker_down_then_a_wiped_broker_is_repaired(

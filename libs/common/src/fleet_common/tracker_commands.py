@@ -6,8 +6,9 @@ vehicle service refuses at `POST /devices/{id}/commands` a command the protocol 
 express, and the location service turns the same command into the text it writes.
 
 - `queue_key(uid)`: a list of the device's waiting commands, JSON `{"id", "type", "params",
-  "ts", "expires_at"}`, RPUSHed by the vehicle service (with an EXPIRE) and LPOPed by the
-  location process holding the connection (at once, or at the device's next handshake);
+  "ts", "expires_at"}`, RPUSHed by the vehicle service (with an EXPIRE, once per command id)
+  and LPOPed by the location process holding the connection (at once, or at the device's
+  next handshake);
 - `COMMANDS_CHANNEL`: pub/sub, the uid of a device with new commands;
 - `RESULTS_STREAM`: the location service's outcomes (`id`, `uid`, `device_id`, `org_id`,
   `status`: `delivered` | `acknowledged` | `failed`, `message`), read by the vehicle
@@ -45,7 +46,9 @@ _TEXTS: dict[str, dict[str, str]] = {
 
 
 def queue_key(uid: str) -> str:
-    return f"{COMMANDS_CHANNEL}:{uid}"
+    # The uid in braces is the key's hash tag: the vehicle service's push script also uses
+    # a per-command key of the same device (Redis Cluster runs a script on one slot).
+    return f"{COMMANDS_CHANNEL}:{{{uid}}}"
 
 
 class CommandNotExpressible(ValueError):

@@ -231,3 +231,28 @@ async def test_the_location_side_fails_what_it_cannot_read(
     assert {f["id"] for f in failed} == {bad_id, ""}
     assert all(f["device_id"] == tracker.device_id for f in failed)
     assert await client.nothing_within(0.3)
+
+
+async def test_trackers_connecting_together_each_get_their_waiting_commands_in_order(
+    tracker_app, org_a, make_tracker, connect, redis
+):
+    """A fleet reconnecting (after a restart of the listener) at once: the queues are read in
+    pipelined batches, and each tracker gets all of its commands, oldest first."""
+    trackers = [make_tracker(org_a, "teltonika") for _ in range(6)]
+    for tracker in trackers:
+        await redis.rpush(
+            queue_key(tracker.uid),
+            *(
+                orjson.dumps(
+                    {"id": str(uuid.uuid4()), "type": "custom", "params": {"payload": text}}
+                )
+                for text in (f"getver {tracker.uid}", f"getinfo {tracker.uid}")
+            ),
+        )
+    clients = await asyncio.gather(
+        *(teltonika_session(connect, tracker_app, tracker.uid) for tracker in trackers)
+    )
+    for tracker, client in zip(trackers, clients, strict=True):
+        assert await read_teltonika_command(client) == f"getver {tracker.uid}"
+        assert await read_teltonika_command(client) == f"getinfo {tracker.uid}"
+    assert not any([await redis.llen(queue_key(tracker.uid)) for tracker in trackers])

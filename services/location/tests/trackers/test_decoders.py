@@ -207,6 +207,17 @@ def test_gt06_bad_crc_and_server_command():
     assert (flag, text) == (42, "OK!")
 
 
+def test_gt06_device_reads_a_command_and_answers_with_its_flag_and_the_language():
+    """The simulator's side: the 0x80 command read as a device does, and its 0x15 answer
+    (length, the server flag back, text, language 0x0002) as the server decodes it."""
+    command = gt06.parse_packet(gt06.encode_command("WHERE#", 7, 9))
+    assert gt06.decode_command(command.content) == (7, "WHERE#")
+    answer = gt06.parse_packet(gt06.encode_command_response("Lat:N10.776900", 7, 4))
+    assert (answer.protocol, answer.serial) == (gt06.COMMAND_RESPONSE, 4)
+    assert answer.content == bytes((4 + 14,)) + (7).to_bytes(4, "big") + b"Lat:N10.776900\x00\x02"
+    assert gt06.decode_command_response(answer.content) == (7, "Lat:N10.776900")
+
+
 def test_oversized_lengths_are_refused_before_the_bytes_arrive():
     framer = TeltonikaFramer(1024)
     framer.handshake_done = True

@@ -48,6 +48,7 @@ Acker = Callable[[list[tuple[int, int]]], None]
 _REJECTED = {reason: metrics.REJECTED.labels(reason) for reason in Reason.ALL}
 _RECEIVED_MQTT = metrics.RECEIVED.labels("mqtt")
 _RECEIVED_HTTP = metrics.RECEIVED.labels("http")
+_RECEIVED_TRACKER: dict[str, Any] = {}  # by protocol, bound on first use
 _FLOOD_REASONS = frozenset(
     (Reason.UNKNOWN_DEVICE, Reason.MISSING_KEY, Reason.INVALID_KEY, Reason.RATE_LIMITED)
 )
@@ -394,8 +395,13 @@ class IngestPipeline:
             await self._drained.wait()
         waiter = asyncio.get_running_loop().create_future()
         self._add(positions=positions, rejections=rejections, waiter=waiter)
-        metrics.RECEIVED.labels(source).inc(len(positions))
-        await asyncio.shield(waiter)
+        received = _RECEIVED_TRACKER.get(source)
+        if received is None:
+            received = _RECEIVED_TRACKER[source] = metrics.RECEIVED.labels(source)
+        received.inc(len(positions))
+        # Not shielded: the waiter is this call's alone, and the writer skips one that was
+        # cancelled with its caller (the batch is committed all the same).
+        await waiter
 
     def keep_rejections(self, rejections: list[RejectionRecord]) -> None:
         """Dead-letter refused tracker bytes with the next batch (nothing waits for it)."""

@@ -304,7 +304,10 @@ def main(argv: list[str] | None = None) -> None:
         while not stop.is_set() and time.monotonic() < ends_at:
             now_s = time.monotonic()
             for car, client in zip(cars, clients, strict=True):
-                answer_commands(car, client)
+                if isinstance(client, TcpTracker):
+                    client.poll(car)
+                else:
+                    answer_commands(car, client)
                 car.step(interval, rng)
                 if car.due(now_s):
                     if isinstance(client, TcpTracker):

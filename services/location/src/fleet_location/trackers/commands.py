@@ -46,11 +46,20 @@ def _expired(command: dict[str, Any]) -> bool:
         return False
 
 
+# Queues read in one pipelined round trip: a fleet reconnecting after a restart (thousands
+# of handshakes a second) costs a few round trips on one Redis connection, not a command
+# per handshake each holding one of the client's pooled connections (a bounded pool: the
+# rest would fail, and the live positions and events share that pool).
+DELIVERY_BATCH = 500
+
+
 class CommandRelay:
     def __init__(self, redis: Redis, server: "TrackerServer") -> None:
         self._redis = redis
         self._server = server
         self._tasks: set[asyncio.Task] = set()
+        self._due: set[str] = set()  # uids whose queues may hold commands
+        self._wake = asyncio.Event()
 
     async def listen(self) -> None:
         """Deliver commands to the devices connected here, for as long as the service runs."""
@@ -77,19 +86,57 @@ class CommandRelay:
                 delay_s = min(delay_s * 2, 10.0)
 
     def deliver_soon(self, uid: str) -> None:
-        task = asyncio.create_task(self._deliver(uid))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._due.add(uid)
+        self._wake.set()
 
-    async def _deliver(self, uid: str) -> None:
-        try:
-            while (connection := self._server.connection_of(uid)) is not None:
-                raw = await self._redis.lpop(queue_key(uid))
-                if raw is None:
-                    return
+    async def deliver(self) -> None:
+        """Take the due devices' commands and write them, for as long as the service runs."""
+        delay_s = 0.5
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._due:
+                uids = [
+                    uid
+                    for uid in (self._due.pop() for _ in range(min(len(self._due), DELIVERY_BATCH)))
+                    if self._server.connection_of(uid) is not None
+                ]
+                try:
+                    await self._deliver(uids)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Still queued in Redis: tried again (and at the device's next handshake).
+                    log.warning("tracker command delivery failed", error=str(exc))
+                    self._due.update(uids)
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(delay_s * 2, 10.0)
+                    continue
+                delay_s = 0.5
+
+    async def _deliver(self, uids: list[str]) -> None:
+        """One command of each device's queue (the head); a device that had one is due
+        again, for its next."""
+        if not uids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for uid in uids:
+                pipe.lpop(queue_key(uid))
+            heads = await pipe.execute()
+        for uid, raw in zip(uids, heads, strict=True):
+            if raw is None:
+                continue
+            # Each on its own: the batch's other commands are out of their queues already.
+            try:
+                connection = self._server.connection_of(uid)
+                if connection is None or connection.closed:
+                    # Gone since: back at the head of its queue, for its next connection.
+                    await self._redis.lpush(queue_key(uid), raw)
+                    continue
+                self._due.add(uid)
                 await self._send(connection, raw)
-        except Exception as exc:
-            log.warning("tracker command delivery failed", uid=uid, error=str(exc))
+            except Exception as exc:
+                log.warning("tracker command delivery failed", uid=uid, error=str(exc))
 
     async def _send(self, connection, raw: bytes) -> None:
         session = connection.session

@@ -211,14 +211,25 @@ def decode_alarm(content: bytes) -> tuple[Fix, dict[str, Any]]:
     return fix, attrs
 
 
-def decode_command_response(content: bytes) -> tuple[int, str]:
-    """A device's answer to a server command (0x15): our server flag, and its text."""
+def _flagged_text(content: bytes) -> tuple[int, str]:
+    """A length byte (server flag + text), the 4-byte server flag, the ASCII text, and on
+    some models a 2-byte language after it (0x0002 English), which the length leaves out."""
     if len(content) < 5:
-        raise ProtocolError(TrackerReason.MALFORMED_FRAME, "the command response is too short")
+        raise ProtocolError(TrackerReason.MALFORMED_FRAME, "the command packet is too short")
     size = content[0]
     flag = int.from_bytes(content[1:5], "big")
     text = content[5 : 1 + size] if size >= 4 else b""
     return flag, text.decode("ascii", errors="replace")
+
+
+def decode_command_response(content: bytes) -> tuple[int, str]:
+    """A device's answer to a server command (0x15): our server flag, and its text."""
+    return _flagged_text(content)
+
+
+def decode_command(content: bytes) -> tuple[int, str]:
+    """A 0x80 server command as a device reads it (the simulator's): its flag and text."""
+    return _flagged_text(content)
 
 
 def encode(protocol: int, content: bytes, serial: int) -> bytes:
@@ -245,6 +256,14 @@ def encode_command(text: str, server_flag: int, serial: int) -> bytes:
     command = text.encode("ascii")
     content = bytes((4 + len(command),)) + server_flag.to_bytes(4, "big") + command
     return encode(SERVER_COMMAND, content, serial)
+
+
+def encode_command_response(text: str, server_flag: int, serial: int) -> bytes:
+    """A device's 0x15 answer to a server command, as a device sends it (the simulator's):
+    the command's server flag back, the reply text, the language (English)."""
+    reply = text.encode("ascii", errors="replace")[:251]
+    content = bytes((4 + len(reply),)) + server_flag.to_bytes(4, "big") + reply + b"\x00\x02"
+    return encode(COMMAND_RESPONSE, content, serial)
 
 
 def encode_login(imei: str, serial: int) -> bytes:

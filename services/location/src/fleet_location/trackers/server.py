@@ -33,6 +33,7 @@ from fleet_location.trackers.sessions import Gt06Session, Session, TeltonikaSess
 log = get_logger(__name__)
 
 PROTOCOLS = ("teltonika", "gt06")
+_FRAMES = {protocol: metrics.FRAMES.labels(protocol) for protocol in PROTOCOLS}
 
 
 class Connection(asyncio.Protocol):
@@ -54,6 +55,8 @@ class Connection(asyncio.Protocol):
         self.opened_at = self.last_read_at = time.monotonic()
         self.partial_since: float | None = None
         self.task: asyncio.Task | None = None
+        self.task_started_at = 0.0
+        self.timed_out = False
         self.closed = False
         self._skipped = 0
 
@@ -108,7 +111,7 @@ class Connection(asyncio.Protocol):
             if frame is None:
                 break
             consumed = True
-            metrics.FRAMES.labels(self.protocol).inc()
+            _FRAMES[self.protocol].inc()
             assert self.transport is not None
             self.transport.pause_reading()
             self.task = asyncio.create_task(self._run(frame))
@@ -127,15 +130,17 @@ class Connection(asyncio.Protocol):
                 self.fail(TrackerReason.GARBAGE)
 
     async def _run(self, frame) -> None:
+        # No timer per frame (one per packet is a cost at thousands a second): the sweep
+        # cancels a frame in work longer than `tracker_commit_timeout_s`.
+        self.task_started_at = time.monotonic()
         try:
-            async with asyncio.timeout(self.server.settings.tracker_commit_timeout_s):
-                await self.session.handle(frame)
+            await self.session.handle(frame)
         except ProtocolError as exc:
             self.fail(exc.reason)
-        except TimeoutError:
-            self.close("commit_timeout")
         except asyncio.CancelledError:
-            raise
+            if not self.timed_out:
+                raise
+            self.close("commit_timeout")
         except Exception:
             log.exception("tracker frame failed", protocol=self.protocol)
             self.close("internal_error")
@@ -202,6 +207,7 @@ class TrackerServer:
         self._tasks = [
             asyncio.create_task(self._sweep(), name="tracker-sweep"),
             asyncio.create_task(self.commands.listen(), name="tracker-commands"),
+            asyncio.create_task(self.commands.deliver(), name="tracker-command-delivery"),
         ]
 
     def port(self, protocol: str) -> int:
@@ -279,7 +285,12 @@ class TrackerServer:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for connection in list(self._connections):
-                if connection.closed or connection.task is not None:
+                if connection.closed:
+                    continue
+                if connection.task is not None:
+                    if now - connection.task_started_at > settings.tracker_commit_timeout_s:
+                        connection.timed_out = True
+                        connection.task.cancel()
                     continue
                 if connection.session.device is None:
                     if now - connection.opened_at > settings.tracker_handshake_timeout_s:

@@ -75,23 +75,16 @@ def check_crc(data: bytes, crc_field: bytes) -> None:
         raise ProtocolError(TrackerReason.BAD_CRC, "the packet's CRC does not match")
 
 
-class _Reader:
-    __slots__ = ("data", "offset")
-
-    def __init__(self, data: bytes, offset: int = 0) -> None:
-        self.data = data
-        self.offset = offset
-
-    def take(self, size: int) -> bytes:
-        end = self.offset + size
-        if end > len(self.data):
-            raise ProtocolError(TrackerReason.MALFORMED_FRAME, "the packet ends mid-record")
-        chunk = self.data[self.offset : end]
-        self.offset = end
-        return chunk
-
-    def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
+# IO element layouts: (id, value) for the 1/2/4/8-byte value groups, with 1-byte ids
+# (Codec 8) or 2-byte ids (Codec 8 Extended). Read with unpack_from at an offset: this is
+# the per-record work of the listener's hot path (no slice, no int per byte group).
+_IO_GROUPS = {
+    False: tuple(struct.Struct(f">B{code}") for code in "BHIQ"),
+    True: tuple(struct.Struct(f">H{code}") for code in "BHIQ"),
+}
+_COUNT = {False: struct.Struct(">B"), True: struct.Struct(">H")}
+_EVENT_AND_TOTAL = {False: struct.Struct(">BB"), True: struct.Struct(">HH")}
+_U16 = struct.Struct(">H")
 
 
 def decode_avl(data: bytes) -> AvlPacket:
@@ -104,35 +97,55 @@ def decode_avl(data: bytes) -> AvlPacket:
     count = data[1]
     if count == 0 or data[-1] != count:
         raise ProtocolError(TrackerReason.MALFORMED_FRAME, "the record counts do not match")
-    reader = _Reader(data, 2)
     wide = codec == CODEC_8E
-    records = [_record(reader, wide) for _ in range(count)]
-    if reader.offset != len(data) - 1:
+    # The records end before the closing count byte: reading into it is reading past them.
+    body = memoryview(data)[:-1]
+    offset = 2
+    records = []
+    try:
+        for _ in range(count):
+            record, offset = _record(body, offset, wide)
+            records.append(record)
+    except struct.error:
+        raise ProtocolError(TrackerReason.MALFORMED_FRAME, "the packet ends mid-record") from None
+    if offset != len(body):
         raise ProtocolError(TrackerReason.MALFORMED_FRAME, "bytes left after the last record")
     return AvlPacket(codec, records)
 
 
-def _record(reader: _Reader, wide: bool) -> AvlRecord:
-    ms, priority, lon, lat, altitude, angle, satellites, speed = _GPS.unpack(reader.take(_GPS.size))
+def _record(data: memoryview, offset: int, wide: bool) -> tuple[AvlRecord, int]:
+    ms, priority, lon, lat, altitude, angle, satellites, speed = _GPS.unpack_from(data, offset)
+    offset += _GPS.size
     try:
         recorded_at = datetime.fromtimestamp(ms / 1000.0, UTC)
     except (OverflowError, OSError, ValueError):
         raise ProtocolError(
             TrackerReason.MALFORMED_FRAME, "the record time is out of range"
         ) from None
-    id_size = 2 if wide else 1
-    event_io = reader.uint(id_size)
-    reader.uint(id_size)  # the total IO count: each group below carries its own
+    counter = _COUNT[wide]
+    event_and_total = _EVENT_AND_TOTAL[wide]
+    # The total IO count is not used: each group below carries its own.
+    event_io, _total = event_and_total.unpack_from(data, offset)
+    offset += event_and_total.size
     io: dict[int, int | bytes] = {}
-    for value_size in (1, 2, 4, 8):
-        for _ in range(reader.uint(id_size)):
-            io_id = reader.uint(id_size)
-            io[io_id] = reader.uint(value_size)
+    for element in _IO_GROUPS[wide]:
+        (elements,) = counter.unpack_from(data, offset)
+        offset += counter.size
+        for _ in range(elements):
+            io_id, value = element.unpack_from(data, offset)
+            offset += element.size
+            io[io_id] = value
     if wide:
-        for _ in range(reader.uint(2)):
-            io_id = reader.uint(2)
-            io[io_id] = reader.take(reader.uint(2))
-    return AvlRecord(
+        (elements,) = _U16.unpack_from(data, offset)
+        offset += 2
+        for _ in range(elements):
+            io_id, size = struct.unpack_from(">HH", data, offset)
+            offset += 4
+            if offset + size > len(data):
+                raise struct.error("a variable-length IO value past the end")
+            io[io_id] = bytes(data[offset : offset + size])
+            offset += size
+    record = AvlRecord(
         recorded_at=recorded_at,
         priority=priority,
         lon=lon / 1e7,
@@ -144,6 +157,7 @@ def _record(reader: _Reader, wide: bool) -> AvlRecord:
         event_io=event_io,
         io=io,
     )
+    return record, offset
 
 
 def _io_value(value: int | bytes) -> Any:

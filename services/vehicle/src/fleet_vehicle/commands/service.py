@@ -87,7 +87,7 @@ class Downlink:
             # The location service skips a command whose expiry passed while it waited.
             payload["expires_at"] = _iso(command.expires_at)
             await self.trackers.publish(
-                command.uid, json.dumps(payload).encode(), command.expires_at
+                command.uid, str(command.id), json.dumps(payload).encode(), command.expires_at
             )
         else:
             await self.mqtt.publish(command.uid, json.dumps(payload).encode())

@@ -34,29 +34,52 @@ READ_COUNT = 100
 ResultHandler = Callable[[str, CommandResultIn], Awaitable[None]]
 
 
+# One push per command, whoever pushes it: the request that created it, or the sweep of
+# `queued` commands after that request's push reached Redis but its `sent` did not reach the
+# database. A tracker cannot drop a repeat (Codec 12 has no id), so a second push would
+# write an engine_stop twice. The marker lives as long as the command can be delivered.
+PUSH_ONCE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+    return 0
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+-- The list lives as long as its longest-lived command (the location service skips the
+-- ones that expired before it).
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+
+def pushed_key(uid: str, command_id: str) -> str:
+    """The marker of a pushed command: in the slot of the device's queue (its hash tag)."""
+    return f"{COMMANDS_CHANNEL}:pushed:{{{uid}}}:{command_id}"
+
+
 class TrackerCommandQueue:
     """Queue commands for trackers; the location service delivers them."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._push_once = redis.register_script(PUSH_ONCE)
 
-    async def publish(self, uid: str, payload: bytes, expires_at: datetime) -> None:
-        """Queue the command until `expires_at` and tell the location processes."""
+    async def publish(
+        self, uid: str, command_id: str, payload: bytes, expires_at: datetime
+    ) -> bool:
+        """Queue the command until `expires_at` and tell the location processes; False if it
+        was queued before (it is not queued again)."""
         ttl_s = max(1, math.ceil((expires_at - datetime.now(UTC)).total_seconds()))
-        key = queue_key(uid)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, payload)
-                # The list lives as long as its longest-lived command (the location service
-                # skips the ones that expired before it).
-                pipe.expire(key, ttl_s, nx=True)
-                pipe.expire(key, ttl_s, gt=True)
-                await pipe.execute()
-            # Once the command is on the list, for the process told to find it there. Not in
-            # the transaction: a Redis Cluster client runs no PUBLISH in a pipeline.
-            await self._redis.publish(COMMANDS_CHANNEL, uid)
+            pushed = await self._push_once(
+                keys=[queue_key(uid), pushed_key(uid, command_id)],
+                args=[payload, ttl_s, COMMANDS_CHANNEL, uid],
+            )
         except RedisError as exc:
             raise CommandsUnavailableError(f"Redis: {exc}") from exc
+        if not pushed:
+            log.info("tracker command already queued", uid=uid, command_id=command_id)
+        return bool(pushed)
 
 
 class TrackerResults:
