@@ -177,6 +177,8 @@ export function LiveMap({ names, onMap }: Props) {
     let map: MapLibreMap | null = null;
     const glides = new Map<string, Glide>();
     let frame = 0;
+    /** Whether the selected source holds a vehicle (it starts empty). */
+    let selectedShown = false;
     let unsubscribe = () => {};
 
     const nameOf = (fix: Fix) => namesRef.current.get(fix.key) ?? fix.key.slice(0, 8);
@@ -203,10 +205,15 @@ export function LiveMap({ names, onMap }: Props) {
         if (fix.key === selectedKey) selected = feature;
       }
       (map.getSource("vehicles") as GeoJSONSource).setData({ type: "FeatureCollection", features });
-      (map.getSource("selected") as GeoJSONSource).setData({
-        type: "FeatureCollection",
-        features: selected ? [selected] : [],
-      });
+      // An empty selection is not re-sent: every setData reloads the source's tiles and
+      // repaints the map.
+      if (selected || selectedShown) {
+        (map.getSource("selected") as GeoJSONSource).setData({
+          type: "FeatureCollection",
+          features: selected ? [selected] : [],
+        });
+        selectedShown = selected !== null;
+      }
       debug.vehiclesDrawn = features.length;
       debug.sourceUpdates += 1;
       const { follow } = useLive.getState();
