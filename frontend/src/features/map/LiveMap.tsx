@@ -8,6 +8,8 @@ import type { Fix } from "../live/fleet";
 import { debug, fleet, useLive } from "../live/liveStore";
 import { createMap } from "./baseMap";
 import {
+  drawDelayMs,
+  GLIDE_LIMIT,
   glidePosition,
   GLIDE_MS,
   STATUS_COLOURS,
@@ -16,12 +18,7 @@ import {
   type VehicleCollection,
 } from "./vehicleFeatures";
 
-/** Above this many vehicles, fixes jump instead of gliding (a glide re-sends every frame). */
-const GLIDE_LIMIT = 2000;
 const CLUSTER_MAX_ZOOM = 11;
-/** Above GLIDE_LIMIT vehicles the source is re-sent at most this often: re-sending 10,000
- * features every frame would keep the main thread busy, and fixes come once a second anyway. */
-const BIG_FLEET_DRAW_INTERVAL_MS = 500;
 
 function arrowImage(size: number): ImageData {
   const canvas = document.createElement("canvas");
@@ -225,8 +222,7 @@ export function LiveMap({ names, onMap }: Props) {
     let delayed: ReturnType<typeof setTimeout> | undefined;
     const requestDraw = () => {
       if (frame || delayed) return;
-      const waitMs =
-        fleet.fixes.size > GLIDE_LIMIT ? lastDrawMs + BIG_FLEET_DRAW_INTERVAL_MS - Date.now() : 0;
+      const waitMs = drawDelayMs(fleet.fixes.size, lastDrawMs, Date.now());
       if (waitMs > 0) {
         delayed = setTimeout(() => {
           delayed = undefined;
