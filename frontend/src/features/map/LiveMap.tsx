@@ -211,6 +211,7 @@ export function LiveMap({ names, onMap }: Props) {
         });
         selectedShown = selected !== null;
       }
+      drawnVehicles = features.length;
       debug.vehiclesDrawn = features.length;
       debug.sourceUpdates += 1;
       const { follow } = useLive.getState();
@@ -219,18 +220,26 @@ export function LiveMap({ names, onMap }: Props) {
       if (gliding) frame = requestAnimationFrame(draw);
     };
     let lastDrawMs = 0;
+    let drawnVehicles = 0;
     let delayed: ReturnType<typeof setTimeout> | undefined;
-    const requestDraw = () => {
-      if (frame || delayed) return;
-      const waitMs = drawDelayMs(fleet.fixes.size, lastDrawMs, Date.now());
+    /** `immediately`: a selection change, shown at the next frame however big the fleet. */
+    const requestDraw = (immediately = false) => {
+      if (frame) return;
+      const waitMs = immediately
+        ? 0
+        : drawDelayMs(fleet.fixes.size, drawnVehicles, lastDrawMs, Date.now());
       if (waitMs > 0) {
-        delayed = setTimeout(() => {
+        delayed ??= setTimeout(() => {
           delayed = undefined;
           frame = requestAnimationFrame(draw);
         }, waitMs);
-      } else {
-        frame = requestAnimationFrame(draw);
+        return;
       }
+      // Neither vehicles not drawn yet (the snapshot after sign-in) nor a selection waits for a
+      // pending update.
+      clearTimeout(delayed);
+      delayed = undefined;
+      frame = requestAnimationFrame(draw);
     };
 
     void createMap(container.current as HTMLDivElement).then((created) => {
@@ -308,7 +317,7 @@ export function LiveMap({ names, onMap }: Props) {
     const lastDrawn = new Map<string, [number, number]>();
     const unsubscribeSelection = useLive.subscribe((state, previous) => {
       if (state.selectedKey !== previous.selectedKey || state.follow !== previous.follow) {
-        requestDraw();
+        requestDraw(true);
       }
       if (state.selectedKey && state.selectedKey !== previous.selectedKey && state.follow && map) {
         const fix = fleet.fixes.get(state.selectedKey);
