@@ -211,7 +211,6 @@ export function LiveMap({ names, onMap }: Props) {
         });
         selectedShown = selected !== null;
       }
-      drawnVehicles = features.length;
       debug.vehiclesDrawn = features.length;
       debug.sourceUpdates += 1;
       const { follow } = useLive.getState();
@@ -220,14 +219,11 @@ export function LiveMap({ names, onMap }: Props) {
       if (gliding) frame = requestAnimationFrame(draw);
     };
     let lastDrawMs = 0;
-    let drawnVehicles = 0;
     let delayed: ReturnType<typeof setTimeout> | undefined;
     /** `immediately`: a selection change, shown at the next frame however big the fleet. */
     const requestDraw = (immediately = false) => {
       if (frame) return;
-      const waitMs = immediately
-        ? 0
-        : drawDelayMs(fleet.fixes.size, drawnVehicles, lastDrawMs, Date.now());
+      const waitMs = immediately ? 0 : drawDelayMs(fleet.fixes.size, lastDrawMs, Date.now());
       if (waitMs > 0) {
         delayed ??= setTimeout(() => {
           delayed = undefined;
@@ -235,8 +231,7 @@ export function LiveMap({ names, onMap }: Props) {
         }, waitMs);
         return;
       }
-      // Neither vehicles not drawn yet (the snapshot after sign-in) nor a selection waits for a
-      // pending update.
+      // A selection does not wait for a pending update.
       clearTimeout(delayed);
       delayed = undefined;
       frame = requestAnimationFrame(draw);

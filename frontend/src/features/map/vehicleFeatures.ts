@@ -38,15 +38,9 @@ export const GLIDE_LIMIT = 2000;
 export const BIG_FLEET_DRAW_INTERVAL_MS = 1000;
 
 /** How long to wait before the next source update: nothing for a small fleet (it glides, one
- * update a frame) or for vehicles not drawn yet (so that a fleet shows at once after sign-in),
- * and otherwise until BIG_FLEET_DRAW_INTERVAL_MS after the last update. */
-export function drawDelayMs(
-  vehicles: number,
-  drawnVehicles: number,
-  lastDrawMs: number,
-  nowMs: number,
-): number {
-  if (vehicles <= GLIDE_LIMIT || vehicles > drawnVehicles) return 0;
+ * update a frame), and for a big one until BIG_FLEET_DRAW_INTERVAL_MS after the last update. */
+export function drawDelayMs(vehicles: number, lastDrawMs: number, nowMs: number): number {
+  if (vehicles <= GLIDE_LIMIT) return 0;
   return Math.max(0, lastDrawMs + BIG_FLEET_DRAW_INTERVAL_MS - nowMs);
 }
 
