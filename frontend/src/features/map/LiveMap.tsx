@@ -8,6 +8,8 @@ import type { Fix } from "../live/fleet";
 import { debug, fleet, useLive } from "../live/liveStore";
 import { createMap } from "./baseMap";
 import {
+  drawDelayMs,
+  GLIDE_LIMIT,
   glidePosition,
   GLIDE_MS,
   STATUS_COLOURS,
@@ -16,12 +18,7 @@ import {
   type VehicleCollection,
 } from "./vehicleFeatures";
 
-/** Above this many vehicles, fixes jump instead of gliding (a glide re-sends every frame). */
-const GLIDE_LIMIT = 2000;
 const CLUSTER_MAX_ZOOM = 11;
-/** Above GLIDE_LIMIT vehicles the source is re-sent at most this often: re-sending 10,000
- * features every frame would keep the main thread busy, and fixes come once a second anyway. */
-const BIG_FLEET_DRAW_INTERVAL_MS = 500;
 
 function arrowImage(size: number): ImageData {
   const canvas = document.createElement("canvas");
@@ -177,6 +174,8 @@ export function LiveMap({ names, onMap }: Props) {
     let map: MapLibreMap | null = null;
     const glides = new Map<string, Glide>();
     let frame = 0;
+    /** Whether the selected source holds a vehicle (it starts empty). */
+    let selectedShown = false;
     let unsubscribe = () => {};
 
     const nameOf = (fix: Fix) => namesRef.current.get(fix.key) ?? fix.key.slice(0, 8);
@@ -203,10 +202,15 @@ export function LiveMap({ names, onMap }: Props) {
         if (fix.key === selectedKey) selected = feature;
       }
       (map.getSource("vehicles") as GeoJSONSource).setData({ type: "FeatureCollection", features });
-      (map.getSource("selected") as GeoJSONSource).setData({
-        type: "FeatureCollection",
-        features: selected ? [selected] : [],
-      });
+      // An empty selection is not re-sent: every setData reloads the source's tiles and
+      // repaints the map.
+      if (selected || selectedShown) {
+        (map.getSource("selected") as GeoJSONSource).setData({
+          type: "FeatureCollection",
+          features: selected ? [selected] : [],
+        });
+        selectedShown = selected !== null;
+      }
       debug.vehiclesDrawn = features.length;
       debug.sourceUpdates += 1;
       const { follow } = useLive.getState();
@@ -216,18 +220,21 @@ export function LiveMap({ names, onMap }: Props) {
     };
     let lastDrawMs = 0;
     let delayed: ReturnType<typeof setTimeout> | undefined;
-    const requestDraw = () => {
-      if (frame || delayed) return;
-      const waitMs =
-        fleet.fixes.size > GLIDE_LIMIT ? lastDrawMs + BIG_FLEET_DRAW_INTERVAL_MS - Date.now() : 0;
+    /** `immediately`: a selection change, shown at the next frame however big the fleet. */
+    const requestDraw = (immediately = false) => {
+      if (frame) return;
+      const waitMs = immediately ? 0 : drawDelayMs(fleet.fixes.size, lastDrawMs, Date.now());
       if (waitMs > 0) {
-        delayed = setTimeout(() => {
+        delayed ??= setTimeout(() => {
           delayed = undefined;
           frame = requestAnimationFrame(draw);
         }, waitMs);
-      } else {
-        frame = requestAnimationFrame(draw);
+        return;
       }
+      // A selection does not wait for a pending update.
+      clearTimeout(delayed);
+      delayed = undefined;
+      frame = requestAnimationFrame(draw);
     };
 
     void createMap(container.current as HTMLDivElement).then((created) => {
@@ -305,7 +312,7 @@ export function LiveMap({ names, onMap }: Props) {
     const lastDrawn = new Map<string, [number, number]>();
     const unsubscribeSelection = useLive.subscribe((state, previous) => {
       if (state.selectedKey !== previous.selectedKey || state.follow !== previous.follow) {
-        requestDraw();
+        requestDraw(true);
       }
       if (state.selectedKey && state.selectedKey !== previous.selectedKey && state.follow && map) {
         const fix = fleet.fixes.get(state.selectedKey);

@@ -65,6 +65,10 @@ export async function createMap(
     zoom: 3,
     hash,
     attributionControl: { compact: true },
+    // No symbol fade: a fade repaints the map for 300 ms after every source update, i.e. most
+    // frames with a big live fleet, and each WebGL frame costs the page's main thread (under
+    // software compositing, a synchronous read-back of the whole canvas).
+    fadeDuration: 0,
   });
   map.addControl(new maplibregl.NavigationControl({ visualizePitch: false }), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
