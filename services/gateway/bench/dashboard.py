@@ -214,7 +214,7 @@ async def measure(page: Page, session, seconds: float, updates: str, socket: str
     heap_start = await heap_mb(session)
     before = await metrics(session)
     updates_before = await page.evaluate(updates)
-    # Up to `seconds`, and only while the socket is live: a page the gateway cut off idles,
+    # Up to `seconds`, and only while the socket is live: a page whose socket closed idles,
     # and what it did before that is its figure.
     deadline = time.monotonic() + seconds
     while (left_s := deadline - time.monotonic()) > 0:
@@ -336,8 +336,8 @@ async def bench(args, gateway: str, org_id: str, token: str, email: str, publish
     )
     if baseline["socket"] != "open":
         print(
-            f"  the gateway cut the baseline off after {baseline['measured_s']:.0f} s (it read its "
-            "socket too slowly): its figures are of that time"
+            f"  the baseline's socket closed ({baseline['socket']}) after "
+            f"{baseline['measured_s']:.0f} s measured: its figures are of that time"
         )
     growth = app["heap_end_mb"] - app["heap_start_mb"]
     checks = {
