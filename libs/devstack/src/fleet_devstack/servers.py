@@ -22,10 +22,44 @@ class StackError(RuntimeError):
     pass
 
 
+# Ports are picked below the kernel's ephemeral range: a port picked inside it (bind to 0) can
+# be taken, before its server binds it, as the source port of any outgoing connection, and the
+# server then fails to start ("address already in use"). Each pytest-xdist worker picks from
+# its own slice, and a process never hands out one port twice, so that two picks waiting for
+# their servers never collide.
+_PORTS_LOW = 10_000
+_SLICES = 8
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % _SLICES if worker.isdigit() else 0
+    size = (_ephemeral_low() - _PORTS_LOW) // _SLICES
+    return range(_PORTS_LOW + index * size, _PORTS_LOW + (index + 1) * size)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    ports = _port_slice()
+    for _ in range(10 * len(ports)):
+        port = secrets.choice(ports)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise StackError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def port_in_use(port: int) -> bool:
