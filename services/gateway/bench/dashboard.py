@@ -10,11 +10,12 @@ latest positions to its Redis hash (what `GET /positions/latest` reads).
 The live feed (`--feed`):
 - `replay` (the default): a local replay of the gateway's messages in the page
   (replay_socket.js stands in for `WebSocket` on `/api/v1/ws`; a Worker makes the messages),
-  so that each page is measured alone. The per-message baseline cannot keep up with 10,000
-  messages a second on the real socket: its socket is closed within seconds (1006 in
-  Chromium) and it would then idle, which is no baseline. Replayed, the page gets at most a
-  second of messages queued and the rest is skipped and counted. HTTP (sign-in, vehicles,
-  latest positions) still goes to the real gateway. The app's sign-in is also measured once
+  so that each page is measured alone: on this two-core machine the publisher and the
+  gateway's 10,000 messages a second would take the cores the page uses (the gateway's cost
+  is live_batch.py's to measure). A page that cannot keep up gets at most a second of
+  messages queued and the rest is skipped and counted (the real gateway would close its
+  socket, 1013, and the page would then idle). HTTP (sign-in, vehicles, latest positions)
+  still goes to the real gateway. The app's sign-in is also measured once
   more on the real socket with the publisher running (a dispatcher signs in under load).
 - `socket`: the real gateway WebSocket, fed by a publisher process that sends the positions
   to the org's live channel at 10,000 a second, spelled as the location service's script
@@ -22,9 +23,9 @@ The live feed (`--feed`):
   pipeline; see `make bench-ingest` for that).
 
 The app signs in through its form and opens its batched socket (`?batch=1`). The baseline
-is a page served by the bench (MapLibre from the app's own node_modules, the same
-positions, one message per position) that calls `setData` on its GeoJSON source for every
-message, as a dashboard without coalescing does.
+is a page the gateway serves beside the build (`/__bench/`, MapLibre from the app's own
+node_modules, the same positions, one message per position) that calls `setData` on its
+GeoJSON source for every message, as a dashboard without coalescing does.
 
 Printed for each: the main thread's busy share while applying updates and the longest task
 (Chrome's Performance metrics and long-task entries), frames per second, the time from
@@ -47,6 +48,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -222,6 +224,20 @@ def bundle_kb() -> tuple[float, float]:
     return sum(sizes[p] for p in initial) / 1024, sum(sizes.values()) / 1024
 
 
+def dashboard_dir(base: Path) -> Path:
+    """The build with the baseline page beside it (`/__bench/`), served by the gateway itself.
+    A page Playwright fulfils has no address, so Chromium counts it as public and refuses its
+    socket to 127.0.0.1 (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS, seen by the page as a
+    1006 close before it ever opened)."""
+    served = base / "dashboard"
+    shutil.copytree(DIST, served)
+    (served / "__bench").mkdir()
+    (served / "__bench" / "baseline.html").write_text(BASELINE_HTML)
+    for name in ("maplibre-gl.js", "maplibre-gl.css"):
+        shutil.copy(MAPLIBRE / name, served / "__bench" / name)
+    return served
+
+
 def start_platform(base: Path) -> tuple[Stack, dict[str, str], list[subprocess.Popen], str]:
     stack = Stack.create(
         base, pg_port=free_port(), redis_port=free_port(), mqtt_port=free_port(), durable=False
@@ -236,7 +252,7 @@ def start_platform(base: Path) -> tuple[Stack, dict[str, str], list[subprocess.P
     env.update(
         {
             "LOG_LEVEL": "WARNING",
-            "GATEWAY_DASHBOARD_DIR": str(DIST),
+            "GATEWAY_DASHBOARD_DIR": str(dashboard_dir(base)),
             # The latest positions are never refreshed by devices here: not "offline".
             "LOCATION_OFFLINE_AFTER_S": "86400",
         }
@@ -375,16 +391,6 @@ async def run_baseline(
     browser, gateway: str, token: str, seconds: float, replay: str | None
 ) -> dict[str, float]:
     context = await new_context(browser, replay)
-
-    async def harness(route) -> None:
-        name = route.request.url.rsplit("/", 1)[1].split("?")[0]
-        if name == "baseline.html":
-            await route.fulfill(body=BASELINE_HTML, content_type="text/html")
-        else:
-            kind = "text/css" if name.endswith(".css") else "text/javascript"
-            await route.fulfill(body=(MAPLIBRE / name).read_bytes(), content_type=kind)
-
-    await context.route(f"{gateway}/__bench/*", harness)
     page = await context.new_page()
     session = await context.new_cdp_session(page)
     await session.send("Performance.enable")
