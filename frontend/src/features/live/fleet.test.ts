@@ -24,6 +24,24 @@ const doc = (vehicle: string, ts: string, lon: number, extra: Record<string, unk
 });
 
 describe("FleetState", () => {
+  it("says which flush applies a latest-positions snapshot", () => {
+    const frames = manualFrames();
+    const fleet = new FleetState(frames.schedule);
+    const snapshots: boolean[] = [];
+    fleet.subscribe(({ snapshot }) => snapshots.push(snapshot));
+    fleet.offerRaw(doc("a", "2026-01-01T00:00:05Z", 1));
+    frames.runFrame();
+    fleet.offerSnapshot([doc("a", "2026-01-01T00:00:06Z", 2), doc("b", "2026-01-01T00:00:06Z", 2)]);
+    frames.runFrame();
+    // A snapshot with nothing newer than what is held changes nothing: no flush, and the next
+    // live flush is not taken for a snapshot.
+    fleet.offerSnapshot([doc("a", "2026-01-01T00:00:01Z", 0)]);
+    frames.runFrame();
+    fleet.offerRaw(doc("b", "2026-01-01T00:00:07Z", 3));
+    frames.runFrame();
+    expect(snapshots).toEqual([false, true, false]);
+  });
+
   it("coalesces any number of messages into one update per frame", () => {
     const frames = manualFrames();
     const fleet = new FleetState(frames.schedule);

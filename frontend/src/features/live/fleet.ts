@@ -70,6 +70,10 @@ export interface Flushed {
   /** The keys whose fix changed in this flush. */
   changed: ReadonlySet<string>;
   version: number;
+  /** This flush applies a latest-positions snapshot: every vehicle known is now held, and
+   * views that update at most once a second show it at once rather than at their next turn
+   * (at sign-in the snapshot lands just after the first live messages were shown). */
+  snapshot: boolean;
 }
 
 export class FleetState {
@@ -77,6 +81,7 @@ export class FleetState {
   /** Fixes waiting for the next frame, newest per vehicle. */
   private readonly pending = new Map<string, Fix>();
   private scheduled = false;
+  private snapshotPending = false;
   private listeners = new Set<(flushed: Flushed) => void>();
   version = 0;
   flushes = 0;
@@ -105,10 +110,20 @@ export class FleetState {
     return fix !== null && this.offer(fix);
   }
 
+  /** Queue a latest-positions snapshot (GET /positions/latest items). */
+  offerSnapshot(raws: readonly unknown[]): void {
+    let queued = false;
+    for (const raw of raws) queued = this.offerRaw(raw) || queued;
+    if (queued) this.snapshotPending = true;
+  }
+
   /** Apply everything queued: one change notification for all of it. */
   flush(): void {
     this.scheduled = false;
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0) {
+      this.snapshotPending = false;
+      return;
+    }
     const changed = new Set<string>();
     for (const [key, fix] of this.pending) {
       this.fixes.set(key, fix);
@@ -117,7 +132,8 @@ export class FleetState {
     this.pending.clear();
     this.version += 1;
     this.flushes += 1;
-    const flushed = { changed, version: this.version };
+    const flushed = { changed, version: this.version, snapshot: this.snapshotPending };
+    this.snapshotPending = false;
     for (const listener of this.listeners) listener(flushed);
   }
 
@@ -130,6 +146,8 @@ export class FleetState {
     this.fixes.clear();
     this.pending.clear();
     this.version += 1;
-    for (const listener of this.listeners) listener({ changed: new Set(), version: this.version });
+    for (const listener of this.listeners) {
+      listener({ changed: new Set(), version: this.version, snapshot: false });
+    }
   }
 }

@@ -53,16 +53,21 @@ export const debug: FleetDebug = {
 };
 window.__fleet = debug;
 
+// The tick: at most once a second, and at the end of a second that had changes (not at the
+// next one's first change, or the 5 s refresh); at once for a snapshot of the latest positions
+// (sign-in, a reconnection), which the list must show without waiting out the second.
 let lastTick = 0;
-fleet.subscribe(() => {
-  const now = Date.now();
-  if (now - lastTick >= 1000) {
-    lastTick = now;
-    useLive.setState((s) => ({ tick: s.tick + 1 }));
-  }
-});
-// Statuses age (moving → offline) without new fixes; views refresh on this tick too.
-setInterval(() => {
+let trailing: ReturnType<typeof setTimeout> | undefined;
+function tick(): void {
+  clearTimeout(trailing);
+  trailing = undefined;
   lastTick = Date.now();
   useLive.setState((s) => ({ tick: s.tick + 1 }));
-}, 5000);
+}
+fleet.subscribe(({ snapshot }) => {
+  const waitMs = snapshot ? 0 : lastTick + 1000 - Date.now();
+  if (waitMs <= 0) tick();
+  else trailing ??= setTimeout(tick, waitMs);
+});
+// Statuses age (moving → offline) without new fixes; views refresh on this tick too.
+setInterval(tick, 5000);

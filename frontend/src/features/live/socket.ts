@@ -150,7 +150,7 @@ export class LiveController {
 
   private async refetch(): Promise<void> {
     try {
-      for (const item of await this.options.fetchLatest()) this.options.fleet.offerRaw(item);
+      this.options.fleet.offerSnapshot(await this.options.fetchLatest());
     } catch {
       // The live feed carries on; the next reconnection refetches again.
     }

@@ -278,7 +278,7 @@ export function LiveMap({ names, onMap }: Props) {
       }
       created.on("dragstart", () => useLive.getState().setFollow(false));
       let fitted = false;
-      unsubscribe = fleet.subscribe(({ changed }) => {
+      unsubscribe = fleet.subscribe(({ changed, snapshot }) => {
         if (fleet.fixes.size <= GLIDE_LIMIT) {
           const now = Date.now();
           for (const key of changed) {
@@ -302,7 +302,16 @@ export function LiveMap({ names, onMap }: Props) {
           fitted = true;
           fitToFleet(created);
         }
-        requestDraw();
+        if (!snapshot) {
+          requestDraw();
+          return;
+        }
+        // A snapshot holds the whole fleet: drawn now, in the frame the fleet flushed in (not a
+        // frame later, nor at the next turn).
+        cancelAnimationFrame(frame);
+        clearTimeout(delayed);
+        delayed = undefined;
+        draw();
       });
       if (fleet.fixes.size > 0) {
         fitted = true;
