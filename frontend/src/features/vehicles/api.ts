@@ -1,8 +1,8 @@
-// Vehicles and drivers of the org, all pages (the API pages by at most 200).
+// Vehicles and drivers of the org, all pages (the API pages by at most 1,000).
 import { useQuery } from "@tanstack/react-query";
 import { api, unwrap, type Schemas, type VehicleOut } from "../../api/client";
 
-const PAGE = 200;
+const PAGE = 1000;
 
 export async function allVehicles(): Promise<VehicleOut[]> {
   const out: VehicleOut[] = [];

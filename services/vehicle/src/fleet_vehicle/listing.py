@@ -10,7 +10,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 T = TypeVar("T")
 
-MAX_LIMIT = 200
+# A page of 1,000: the dashboard lists a 10,000-vehicle fleet in 10 requests, not 50 (at 200 its
+# vehicles had their names 8 s after sign-in).
+MAX_LIMIT = 1000
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
 OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
 
