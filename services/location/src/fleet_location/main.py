@@ -57,9 +57,9 @@ def _tune_gc(settings: Settings) -> None:
     At 700 allocations a young collection ran every few packets under load, and the objects
     alive across it (each tracker packet's task, coroutine and waiter, until its commit)
     were promoted and scanned again and again: a third of the listener's CPU per record.
-    At 50,000, `make bench-trackers` committed 14.5k Teltonika records/s instead of 11.5k
-    (location CPU 61 µs a record instead of 80); the MQTT path, which holds far fewer
-    objects across a commit, was unchanged. The older generations keep their defaults'
+    `make bench-trackers` committed 11.5k Teltonika records/s at 700 (location CPU 80 µs a
+    record) and 15.7k at 50,000 (57 µs); the MQTT path, which holds far fewer objects
+    across a commit, was unchanged (33-40 µs). The older generations keep their defaults'
     ratios, so cyclic garbage is still found in seconds to minutes."""
     gc.collect()
     gc.freeze()  # modules, settings, the app: alive for good, not worth a scan
