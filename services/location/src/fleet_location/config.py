@@ -129,6 +129,8 @@ class Settings(CommonSettings):
     # A packet whose records are not committed within this goes unanswered (the device sends
     # it again) and its connection is closed.
     tracker_commit_timeout_s: float = Field(60.0, gt=0)
+    # Allocations between young-generation collections; 0 keeps Python's 700. See main.py.
+    gc_gen0_threshold: int = Field(50_000, ge=0)
 
     @model_validator(mode="after")
     def _client_id_per_worker(self) -> "Settings":

@@ -158,6 +158,8 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
     # The common case first: a JSON number of seconds this side of the year 5138.
     if type(value) is float and 0.0 <= value < 1e11:
         return datetime.fromtimestamp(value, UTC)
+    if type(value) is datetime:  # a decoded binary record's (trackers/): already a moment
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if value is None or value == "":
         return now
     if isinstance(value, bool):

@@ -2,7 +2,8 @@
 
 One asyncio protocol object per connection, no thread and no task per connection: a task
 exists only while one of its frames is being handled (a commit awaited), and reading is
-paused meanwhile, so a connection holds at most one frame in work and a bounded buffer.
+paused meanwhile (once more bytes come), so a connection holds at most one frame in work
+and a bounded buffer.
 One sweep task a second closes connections that stall (handshake, half frame, idle).
 Every refusal is counted in `telemetry_rejected_total{reason}`; nothing a client sends can
 raise out of here and stop a listener.
@@ -56,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.partial_since: float | None = None
         self.task: asyncio.Task | None = None
         self.task_started_at = 0.0
+        self.paused = False  # reading, while a frame is in work and more bytes came
         self.timed_out = False
         self.closed = False
         self._skipped = 0
@@ -84,6 +86,13 @@ class Connection(asyncio.Protocol):
             return
         if self.task is None:
             self._pump()
+        elif not self.paused:
+            # More bytes while a frame is in work: read no more until it is done. Paused
+            # only now, not for every frame: a tracker waits for its answer before sending
+            # again, and pausing and resuming each frame is two system calls a packet.
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.paused = True
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -112,8 +121,6 @@ class Connection(asyncio.Protocol):
                 break
             consumed = True
             _FRAMES[self.protocol].inc()
-            assert self.transport is not None
-            self.transport.pause_reading()
             self.task = asyncio.create_task(self._run(frame))
         if not self.buffer:
             self.partial_since = None
@@ -147,8 +154,10 @@ class Connection(asyncio.Protocol):
         finally:
             self.task = None
         if not self.closed:
-            assert self.transport is not None
-            self.transport.resume_reading()
+            if self.paused:
+                assert self.transport is not None
+                self.paused = False
+                self.transport.resume_reading()
             self._pump()
 
     # ------------------------------------------------------------------ output, closing

@@ -82,7 +82,6 @@ _IO_GROUPS = {
     False: tuple(struct.Struct(f">B{code}") for code in "BHIQ"),
     True: tuple(struct.Struct(f">H{code}") for code in "BHIQ"),
 }
-_COUNT = {False: struct.Struct(">B"), True: struct.Struct(">H")}
 _EVENT_AND_TOTAL = {False: struct.Struct(">BB"), True: struct.Struct(">HH")}
 _U16 = struct.Struct(">H")
 
@@ -106,7 +105,7 @@ def decode_avl(data: bytes) -> AvlPacket:
         for _ in range(count):
             record, offset = _record(body, offset, wide)
             records.append(record)
-    except struct.error:
+    except (struct.error, IndexError):
         raise ProtocolError(TrackerReason.MALFORMED_FRAME, "the packet ends mid-record") from None
     if offset != len(body):
         raise ProtocolError(TrackerReason.MALFORMED_FRAME, "bytes left after the last record")
@@ -122,19 +121,29 @@ def _record(data: memoryview, offset: int, wide: bool) -> tuple[AvlRecord, int]:
         raise ProtocolError(
             TrackerReason.MALFORMED_FRAME, "the record time is out of range"
         ) from None
-    counter = _COUNT[wide]
-    event_and_total = _EVENT_AND_TOTAL[wide]
-    # The total IO count is not used: each group below carries its own.
-    event_io, _total = event_and_total.unpack_from(data, offset)
-    offset += event_and_total.size
     io: dict[int, int | bytes] = {}
-    for element in _IO_GROUPS[wide]:
-        (elements,) = counter.unpack_from(data, offset)
-        offset += counter.size
-        for _ in range(elements):
-            io_id, value = element.unpack_from(data, offset)
-            offset += element.size
-            io[io_id] = value
+    if wide:
+        # The total IO count is not used: each group below carries its own.
+        event_io, _total = _EVENT_AND_TOTAL[True].unpack_from(data, offset)
+        offset += 4
+        for element in _IO_GROUPS[True]:
+            (elements,) = _U16.unpack_from(data, offset)
+            offset += 2
+            for _ in range(elements):
+                io_id, value = element.unpack_from(data, offset)
+                offset += element.size
+                io[io_id] = value
+    else:
+        # Codec 8's counts and ids are single bytes: indexed, not unpacked (the hot path).
+        event_io = data[offset]
+        offset += 2
+        for element in _IO_GROUPS[False]:
+            elements = data[offset]
+            offset += 1
+            for _ in range(elements):
+                io_id, value = element.unpack_from(data, offset)
+                offset += element.size
+                io[io_id] = value
     if wide:
         (elements,) = _U16.unpack_from(data, offset)
         offset += 2
@@ -145,17 +154,9 @@ def _record(data: memoryview, offset: int, wide: bool) -> tuple[AvlRecord, int]:
                 raise struct.error("a variable-length IO value past the end")
             io[io_id] = bytes(data[offset : offset + size])
             offset += size
+    # Positional: half the cost of keywords, per record (the fields' order is just above).
     record = AvlRecord(
-        recorded_at=recorded_at,
-        priority=priority,
-        lon=lon / 1e7,
-        lat=lat / 1e7,
-        altitude_m=altitude,
-        angle_deg=angle,
-        satellites=satellites,
-        speed_kph=speed,
-        event_io=event_io,
-        io=io,
+        recorded_at, priority, lon / 1e7, lat / 1e7, altitude, angle, satellites, speed, event_io, io
     )
     return record, offset
 
@@ -204,7 +205,7 @@ def position_fields(record: AvlRecord) -> dict[str, Any]:
         else:
             attrs[f"io_{io_id}"] = _io_value(value)
     return {
-        "ts": record.recorded_at.timestamp(),
+        "ts": record.recorded_at,
         "lat": record.lat,
         "lon": record.lon,
         "speed_kph": float(record.speed_kph),
