@@ -160,7 +160,8 @@ async def test_vehicle_list_filters_sorts_searches_and_paginates(client, make_or
     assert page.json()["total"] == 3
     assert [v["name"] for v in page.json()["items"]] == ["Bravo van"]
     whole = await client.get("/api/v1/vehicles", params={"limit": 1000}, headers=org.headers())
-    assert whole.status_code == 200 and whole.json()["limit"] == 1000
+    assert whole.status_code == 200
+    assert whole.json()["limit"] == 1000
     for params in (
         {"limit": 0},
         {"limit": 1001},

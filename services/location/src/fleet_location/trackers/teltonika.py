@@ -155,8 +155,9 @@ def _record(data: memoryview, offset: int, wide: bool) -> tuple[AvlRecord, int]:
             io[io_id] = bytes(data[offset : offset + size])
             offset += size
     # Positional: half the cost of keywords, per record (the fields' order is just above).
+    lon_deg, lat_deg = lon / 1e7, lat / 1e7
     record = AvlRecord(
-        recorded_at, priority, lon / 1e7, lat / 1e7, altitude, angle, satellites, speed, event_io, io
+        recorded_at, priority, lon_deg, lat_deg, altitude, angle, satellites, speed, event_io, io
     )
     return record, offset
 
